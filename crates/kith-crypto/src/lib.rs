@@ -9,7 +9,7 @@
 // API SKELETON: bodies are filled in by the kith-crypto work; signatures are the contract
 // the store and the daemon code against.
 
-use rand::{CryptoRng, RngCore};
+use rand::CryptoRng;
 
 /// Printable-id alphabet shared by member ids, circle ids and item ids: RFC 4648 base32,
 /// lowercase, no padding.
@@ -39,7 +39,7 @@ pub struct Secret<const N: usize>([u8; N]);
 
 impl<const N: usize> Secret<N> {
     pub fn from_bytes(bytes: [u8; N]) -> Self { todo!() }
-    pub fn random<R: RngCore + CryptoRng>(rng: &mut R) -> Self { todo!() }
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self { todo!() }
     /// Only for sealing the secret into storage; the name makes every use visible in review.
     pub fn expose_secret(&self) -> &[u8; N] { todo!() }
 }
@@ -60,7 +60,7 @@ impl MemberId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CircleId(pub [u8; 16]);
 impl CircleId {
-    pub fn random<R: RngCore + CryptoRng>(rng: &mut R) -> Self { todo!() }
+    pub fn random<R: CryptoRng + ?Sized>(rng: &mut R) -> Self { todo!() }
 }
 // impl Display, Debug, FromStr.
 
@@ -71,7 +71,7 @@ pub fn sha256(data: &[u8]) -> Hash { todo!() }
 /// This device's signing identity. Its libp2p PeerId comes from the same key.
 pub struct DeviceIdentity { /* ed25519_dalek::SigningKey */ }
 impl DeviceIdentity {
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self { todo!() }
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self { todo!() }
     pub fn from_secret(secret: &Secret<32>) -> Self { todo!() }
     pub fn secret(&self) -> Secret<32> { todo!() }
     pub fn member_id(&self) -> MemberId { todo!() }
@@ -86,7 +86,7 @@ pub fn verify_signature(author: &MemberId, message: &[u8], signature: &[u8; 64])
 /// One epoch of a circle's symmetric key.
 pub struct EpochKey(pub Secret<32>);
 impl EpochKey {
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self { todo!() }
+    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self { todo!() }
 }
 
 /// The signed part of an envelope that is not ciphertext; bound as associated data.
@@ -112,7 +112,7 @@ pub struct Envelope {
 impl Envelope {
     /// Encrypts `plaintext` under `key` (XChaCha20-Poly1305, header as associated data) and
     /// signs header and ciphertext with `identity`.
-    pub fn seal<R: RngCore + CryptoRng>(
+    pub fn seal<R: CryptoRng + ?Sized>(
         identity: &DeviceIdentity, key: &EpochKey, circle: CircleId, seq: u64, prev: Hash,
         epoch: u32, plaintext: &[u8], rng: &mut R,
     ) -> Result<Envelope, CryptoError> { todo!() }
@@ -135,7 +135,7 @@ impl Envelope {
 pub struct KdfParams { pub m_cost_kib: u32, pub t_cost: u32, pub p_cost: u32, pub salt: [u8; 16] }
 impl KdfParams {
     /// The parameters new stores use: 64 MiB, 3 passes, 1 lane, random salt.
-    pub fn recommended<R: RngCore + CryptoRng>(rng: &mut R) -> Self { todo!() }
+    pub fn recommended<R: CryptoRng + ?Sized>(rng: &mut R) -> Self { todo!() }
 }
 pub fn derive_key_from_passphrase(passphrase: &[u8], params: &KdfParams) -> Result<Secret<32>, CryptoError> { todo!() }
 
@@ -143,7 +143,7 @@ pub fn derive_key_from_passphrase(passphrase: &[u8], params: &KdfParams) -> Resu
 pub fn derive_subkey(key: &Secret<32>, purpose: &str, salt: &[u8]) -> Secret<32> { todo!() }
 
 /// XChaCha20-Poly1305 with a random nonce: returns nonce(24) || ciphertext || tag(16).
-pub fn seal_random_nonce<R: RngCore + CryptoRng>(key: &Secret<32>, aad: &[u8], plaintext: &[u8], rng: &mut R) -> Vec<u8> { todo!() }
+pub fn seal_random_nonce<R: CryptoRng + ?Sized>(key: &Secret<32>, aad: &[u8], plaintext: &[u8], rng: &mut R) -> Vec<u8> { todo!() }
 pub fn open_random_nonce(key: &Secret<32>, aad: &[u8], sealed: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> { todo!() }
 
 /// XChaCha20-Poly1305 with a caller-chosen nonce that must never repeat under `key`:

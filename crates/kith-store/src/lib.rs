@@ -52,7 +52,7 @@ pub struct CircleRecord {
 
 /// Creates a new home: the key file and an empty database holding the identity secret and the
 /// member's own name. Refuses if one exists.
-pub fn create<R: rand::RngCore + rand::CryptoRng>(home: &Path, passphrase: &[u8], identity: &Secret<32>, name: &str, rng: &mut R) -> Result<(), StoreError> { todo!() }
+pub fn create<R: rand::CryptoRng + ?Sized>(home: &Path, passphrase: &[u8], identity: &Secret<32>, name: &str, rng: &mut R) -> Result<(), StoreError> { todo!() }
 
 /// Whether `home` holds a key file.
 pub fn is_initialized(home: &Path) -> bool { todo!() }
