@@ -1,1 +1,332 @@
-fn main() {}
+//! `kith`: the command line of a Kith node. Every command except `init`, `daemon` and `wipe`
+//! is a thin client of the daemon's control socket. See the contract in the README.
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod args;
+mod output;
+mod passphrase;
+mod when;
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use kith_ipc::{Client, ClientError, ErrorKind, Reply, Request};
+
+use crate::args::{CircleCommand, Cli, Command};
+
+/// A failure and the exit code the contract gives it.
+#[derive(Debug)]
+enum Failure {
+    /// Wrong usage: exit 2.
+    Usage(String),
+    /// The daemon is not running: exit 3.
+    NotRunning,
+    /// Anything else: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Failed(e)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::NotRunning => Failure::NotRunning,
+            ClientError::Remote(reply) if reply.kind == ErrorKind::Usage => {
+                Failure::Usage(reply.message)
+            }
+            other => Failure::Failed(other.into()),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let (code, message) = match failure {
+                Failure::Usage(message) => (2, message),
+                Failure::NotRunning => (3, ClientError::NotRunning.to_string()),
+                Failure::Failed(error) => (1, one_line(&error)),
+            };
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// The error and its causes on one line, without repeating a cause already in the message.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}
+
+fn home_dir(cli: &Cli) -> Result<PathBuf, Failure> {
+    if let Some(home) = &cli.home {
+        return Ok(home.clone());
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .ok_or_else(|| Failure::Usage("cannot tell where to keep data: set --home or KITH_HOME".into()))?;
+    Ok(data.join("kith"))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let home = home_dir(&cli)?;
+    match &cli.command {
+        Command::Init { name } => {
+            let passphrase = passphrase::obtain(cli.passphrase_file.as_deref(), true)?;
+            let member = kith_daemon::init_home(&home, name, &passphrase)
+                .context("cannot create the identity")?;
+            println!("{member}");
+            Ok(())
+        }
+        Command::Daemon { listen, no_mdns: _ } => run_daemon(&cli, home, listen.clone()),
+        Command::Wipe { yes } => {
+            if !yes {
+                return Err(Failure::Usage(
+                    "`kith wipe` destroys this node's keys and data; run `kith wipe --yes`".into(),
+                ));
+            }
+            runtime()?.block_on(wipe(&home))
+        }
+        _ => runtime()?.block_on(client_command(&cli, &home)),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::Failed)
+}
+
+fn run_daemon(cli: &Cli, home: PathBuf, listen: Vec<String>) -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if !kith_store::is_initialized(&home) {
+        return Err(Failure::Failed(anyhow::anyhow!(
+            "no Kith identity in {} (run `kith init --name NAME` first)",
+            home.display()
+        )));
+    }
+    let passphrase = passphrase::obtain(cli.passphrase_file.as_deref(), false)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let config = kith_daemon::DaemonConfig {
+        home,
+        passphrase,
+        listen,
+    };
+    runtime
+        .block_on(kith_daemon::run(config, shutdown_signal()))
+        .map_err(|e| Failure::Failed(e.into()))?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we still stop on ctrl-c through the default handler.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Destroys the key file first (crypto-erase, works with or without a daemon), then stops a
+/// running daemon and removes what is left.
+async fn wipe(home: &std::path::Path) -> Result<(), Failure> {
+    let client = Client::connect(home).await;
+    kith_store::wipe(home).context("cannot destroy the keys")?;
+    if let Ok(mut client) = client {
+        // The daemon stops without writing; a failure here changes nothing already done.
+        let _ = client.request(&Request::Wipe).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while home.join(kith_ipc::SOCKET_FILE).exists() && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    kith_daemon::wipe_home(home).context("cannot remove the data")?;
+    println!("wiped: the keys are destroyed and nothing left in {} can be read", home.display());
+    Ok(())
+}
+
+async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure> {
+    let json = cli.json;
+    let mut client = Client::connect(home).await?;
+    match &cli.command {
+        Command::Status => {
+            let reply = client.request(&Request::Status).await?;
+            output::status(&reply, json)
+        }
+        Command::Circle(CircleCommand::Create { name }) => {
+            let reply = client
+                .request(&Request::CircleCreate { name: name.clone() })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Circle(CircleCommand::List) => {
+            let reply = client.request(&Request::CircleList).await?;
+            output::circles(&reply, json)
+        }
+        Command::Members { circle } => {
+            let reply = client
+                .request(&Request::Members {
+                    circle: circle.clone(),
+                })
+                .await?;
+            output::members(&reply, json)
+        }
+        Command::Checkin {
+            circle,
+            mood,
+            note,
+            to,
+        } => {
+            refuse_audience(to)?;
+            let reply = client
+                .request(&Request::CheckIn {
+                    circle: circle.clone(),
+                    mood: mood.clone(),
+                    note: note.clone(),
+                })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Ask {
+            circle,
+            kind,
+            title,
+            details,
+            needed_by,
+            urgent,
+            to,
+        } => {
+            refuse_audience(to)?;
+            let needed_by = needed_by
+                .as_deref()
+                .map(when::parse_when)
+                .transpose()
+                .map_err(Failure::Usage)?;
+            let reply = client
+                .request(&Request::Ask {
+                    circle: circle.clone(),
+                    kind: kind.clone(),
+                    title: title.clone(),
+                    details: details.clone(),
+                    needed_by,
+                    urgent: *urgent,
+                })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Claim { id } => edit(&mut client, Request::Claim { item: id.clone() }, json).await,
+        Command::Unclaim { id } => {
+            edit(&mut client, Request::Unclaim { item: id.clone() }, json).await
+        }
+        Command::Done { id } => edit(&mut client, Request::Done { item: id.clone() }, json).await,
+        Command::Cancel { id } => {
+            edit(&mut client, Request::Cancel { item: id.clone() }, json).await
+        }
+        Command::Reply { id, text } => {
+            edit(
+                &mut client,
+                Request::Reply {
+                    item: id.clone(),
+                    text: text.clone(),
+                },
+                json,
+            )
+            .await
+        }
+        Command::Feed {
+            circle,
+            limit,
+        } => {
+            let reply = client
+                .request(&Request::Feed {
+                    circle: circle.clone(),
+                    limit: *limit,
+                })
+                .await?;
+            output::feed(&reply, json)
+        }
+        Command::Show { id } => {
+            let reply = client.request(&Request::Show { item: id.clone() }).await?;
+            output::show(&reply, json)
+        }
+        Command::Watch { circle } => {
+            let reply = client
+                .request(&Request::Watch {
+                    circle: circle.clone(),
+                })
+                .await?;
+            if !matches!(reply, Reply::Watching { .. }) {
+                return Err(Failure::Failed(anyhow::anyhow!("the daemon did not start a watch")));
+            }
+            output::watch(&mut client, json).await
+        }
+        Command::Export { circle, format: _ } => {
+            let reply = client
+                .request(&Request::Export {
+                    circle: circle.clone(),
+                })
+                .await?;
+            output::export(&reply)
+        }
+        Command::Init { .. } | Command::Daemon { .. } | Command::Wipe { .. } => Ok(()),
+    }
+}
+
+/// Private audiences need per-audience keys (a later piece of work); refusing is safer than
+/// posting to the whole circle what was meant for a few.
+fn refuse_audience(to: &[String]) -> Result<(), Failure> {
+    if to.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(anyhow::anyhow!(
+            "private audiences (--to) are not available yet; nothing was posted"
+        )))
+    }
+}
+
+async fn edit(client: &mut Client, request: Request, json: bool) -> Result<(), Failure> {
+    let reply = client.request(&request).await?;
+    output::done(&request, &reply, json)
+}

@@ -1,0 +1,175 @@
+//! The command line's grammar (the contract in docs and the README).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+const MOODS: &str = "1-5 or struggling, low, okay, good, great";
+const KINDS: &str = "meals, childcare, ride, errand, talk, info, other";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kith",
+    version,
+    about = "A private support circle: check-ins and help requests shared only with your circle"
+)]
+pub struct Cli {
+    /// Where this node keeps its state (default: ~/.local/share/kith).
+    #[arg(long, env = "KITH_HOME", global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Read the passphrase from FILE (otherwise KITH_PASSPHRASE, otherwise a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this device's identity and its encrypted store.
+    Init {
+        /// The name other members see.
+        #[arg(long)]
+        name: String,
+    },
+    /// Run the node in the foreground until SIGINT or SIGTERM.
+    Daemon {
+        /// Multiaddr to listen on for other members (repeatable).
+        #[arg(long, value_name = "MULTIADDR")]
+        listen: Vec<String>,
+        /// Do not look for members on the local network.
+        #[arg(long)]
+        no_mdns: bool,
+    },
+    /// Whether the daemon runs, and what it sees.
+    Status,
+    /// Create or list circles.
+    #[command(subcommand)]
+    Circle(CircleCommand),
+    /// The circle's roster.
+    Members {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// Tell the circle how you are.
+    Checkin {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        /// 1-5 or struggling, low, okay, good, great.
+        #[arg(long, value_parser = parse_mood)]
+        mood: String,
+        /// A short note.
+        #[arg(long)]
+        note: Option<String>,
+        /// Only these members may read it.
+        #[arg(long, value_name = "MEMBER")]
+        to: Vec<String>,
+    },
+    /// Ask the circle for help.
+    Ask {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        /// meals, childcare, ride, errand, talk, info or other.
+        #[arg(long, value_parser = parse_kind)]
+        kind: String,
+        /// What you need, in a few words.
+        title: String,
+        #[arg(long)]
+        details: Option<String>,
+        /// A date (2026-12-01), a time (2026-12-01T18:00), today, tomorrow, a weekday, or
+        /// "in 3 days".
+        #[arg(long, value_name = "WHEN")]
+        needed_by: Option<String>,
+        #[arg(long)]
+        urgent: bool,
+        /// Only these members may read it.
+        #[arg(long, value_name = "MEMBER")]
+        to: Vec<String>,
+    },
+    /// Offer to help with a request.
+    Claim { id: String },
+    /// Withdraw your offer to help.
+    Unclaim { id: String },
+    /// Mark your request fulfilled.
+    Done { id: String },
+    /// Cancel your request.
+    Cancel { id: String },
+    /// Reply to a check-in or request.
+    Reply { id: String, text: String },
+    /// The circle's items, newest first.
+    Feed {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// One item with its claims and replies.
+    Show {
+        id: String,
+    },
+    /// Print each new or changed item as it arrives.
+    Watch {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// The whole decrypted circle, for backup or another tool.
+    Export {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        #[arg(long, value_parser = ["json"], default_value = "json")]
+        format: String,
+    },
+    /// Destroy this node's keys and data at once.
+    Wipe {
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CircleCommand {
+    /// Found a circle; you become its first steward. Prints its id.
+    Create { name: String },
+    /// The circles this node is in.
+    List,
+}
+
+fn parse_mood(text: &str) -> Result<String, String> {
+    let word = text.trim().to_lowercase();
+    match word.as_str() {
+        "1" | "2" | "3" | "4" | "5" | "struggling" | "low" | "okay" | "good" | "great" => Ok(word),
+        _ => Err(format!("unknown mood {text:?}; expected {MOODS}")),
+    }
+}
+
+fn parse_kind(text: &str) -> Result<String, String> {
+    let word = text.trim().to_lowercase();
+    match word.as_str() {
+        "meals" | "childcare" | "ride" | "errand" | "talk" | "info" | "other" => Ok(word),
+        _ => Err(format!("unknown kind {text:?}; expected {KINDS}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn moods_and_kinds() {
+        assert_eq!(parse_mood(" Okay ").unwrap(), "okay");
+        assert_eq!(parse_mood("5").unwrap(), "5");
+        assert!(parse_mood("6").is_err());
+        assert!(parse_mood("fine").is_err());
+        assert_eq!(parse_kind("RIDE").unwrap(), "ride");
+        assert!(parse_kind("taxi").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! What the commands print: one JSON document with `--json`, otherwise lines a person reads
+//! at a glance (mood words, relative times, status).
+
+use jiff::Timestamp;
+use kith_ipc::{Client, Event, ItemInfo, Reply, Request};
+
+use crate::Failure;
+
+fn unexpected(reply: &Reply) -> Failure {
+    Failure::Failed(anyhow::anyhow!("unexpected answer from the daemon: {reply:?}"))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Failed(anyhow::anyhow!("cannot format JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+pub fn status(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Status(status) = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(status);
+    }
+    println!("kith daemon running (version {})", status.version);
+    println!("  you          {} ({})", status.name, status.member_id);
+    println!("  safety no.   {}", status.fingerprint);
+    println!("  peer id      {}", status.peer_id);
+    println!("  home         {}", status.home);
+    if status.listen.is_empty() {
+        println!("  listening    nowhere (no network yet)");
+    } else {
+        println!("  listening    {}", status.listen.join(", "));
+    }
+    println!("  peers        {} connected", status.connected_peers.len());
+    if status.circles.is_empty() {
+        println!("  circles      none yet: `kith circle create NAME`");
+    }
+    for circle in &status.circles {
+        println!(
+            "  circle       {} · {} · {} items · {}",
+            circle.name,
+            plural(circle.members, "member"),
+            circle.items,
+            circle.id
+        );
+    }
+    Ok(())
+}
+
+pub fn created(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Created { id } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        print_json(&serde_json::json!({ "id": id }))
+    } else {
+        println!("{id}");
+        Ok(())
+    }
+}
+
+pub fn done(request: &Request, reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Done { id } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(&serde_json::json!({ "id": id, "ok": true }));
+    }
+    let what = match request {
+        Request::Claim { .. } => "you offered to help with",
+        Request::Unclaim { .. } => "you withdrew your offer on",
+        Request::Done { .. } => "marked fulfilled:",
+        Request::Cancel { .. } => "cancelled:",
+        Request::Reply { .. } => "replied to",
+        _ => "updated",
+    };
+    println!("{what} {id}");
+    Ok(())
+}
+
+pub fn circles(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Circles { circles } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(circles);
+    }
+    if circles.is_empty() {
+        println!("no circles yet: `kith circle create NAME` founds one");
+    }
+    for circle in circles {
+        println!(
+            "{}  {}  ({}, {} items)",
+            circle.id,
+            circle.name,
+            plural(circle.members, "member"),
+            circle.items
+        );
+    }
+    Ok(())
+}
+
+pub fn members(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Members { members } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(members);
+    }
+    for member in members {
+        println!(
+            "{:<20} {:<8} {}{}",
+            member.name,
+            member.role,
+            member.id,
+            if member.is_self { "  (you)" } else { "" }
+        );
+        println!("{:<29} safety number {}", "", member.fingerprint);
+    }
+    Ok(())
+}
+
+pub fn feed(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Items { items } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(items);
+    }
+    if items.is_empty() {
+        println!("nothing here yet: `kith checkin --mood okay` or `kith ask --kind meals \"...\"`");
+    }
+    let now = Timestamp::now();
+    for item in items {
+        print_item(item, now, true);
+    }
+    Ok(())
+}
+
+pub fn show(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Item { item } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(item);
+    }
+    print_item(item, Timestamp::now(), true);
+    Ok(())
+}
+
+pub fn export(reply: &Reply) -> Result<(), Failure> {
+    let Reply::Export { export } = reply else {
+        return Err(unexpected(reply));
+    };
+    print_json(export)
+}
+
+/// Prints events until the daemon closes the stream (or the user interrupts).
+pub async fn watch(client: &mut Client, json: bool) -> Result<(), Failure> {
+    use std::io::Write;
+    while let Some(event) = client.next_event().await? {
+        match event {
+            Event::Item { item } => {
+                if json {
+                    let line = serde_json::to_string(&item)
+                        .map_err(|e| Failure::Failed(anyhow::anyhow!("cannot format JSON: {e}")))?;
+                    println!("{line}");
+                } else {
+                    print_item(&item, Timestamp::now(), false);
+                }
+            }
+            Event::Lagged { missed } => {
+                eprintln!("kith: {missed} updates were skipped; `kith feed` shows the current state");
+            }
+        }
+        // Scripts read line by line through a pipe.
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}
+
+fn print_item(item: &ItemInfo, now: Timestamp, details: bool) {
+    let when = relative(&item.created_at, now);
+    let short_id: String = item.id.chars().collect();
+    if item.kind == "checkin" {
+        let mood = item.mood_word.as_deref().unwrap_or("?");
+        let note = item
+            .note
+            .as_deref()
+            .map(|n| format!(": {}", one_line(n)))
+            .unwrap_or_default();
+        println!(
+            "{short_id}  {:<12} {:<16} checked in  {mood}{note}",
+            when,
+            clip(&item.author.name, 16)
+        );
+    } else {
+        let status = item.status.as_deref().unwrap_or("open");
+        let mut tags = vec![status.to_string()];
+        if item.urgent == Some(true) {
+            tags.push("URGENT".into());
+        }
+        if let Some(by) = &item.needed_by {
+            tags.push(format!("needed by {}", short_date(by)));
+        }
+        println!(
+            "{short_id}  {:<12} {:<16} asks [{}] {}  ({})",
+            when,
+            clip(&item.author.name, 16),
+            item.category.as_deref().unwrap_or("other"),
+            one_line(item.title.as_deref().unwrap_or("")),
+            tags.join(", ")
+        );
+        if details {
+            if let Some(text) = &item.details {
+                println!("{:<42}{}", "", one_line(text));
+            }
+            if let Some(claimed) = item.claimed_by.as_ref().filter(|c| !c.is_empty()) {
+                let names: Vec<&str> = claimed.iter().map(|a| a.name.as_str()).collect();
+                println!("{:<42}helping: {}", "", names.join(", "));
+            }
+        }
+    }
+    if details {
+        for reply in &item.replies {
+            println!(
+                "{:<42}↳ {} ({}): {}",
+                "",
+                reply.author.name,
+                relative(&reply.created_at, now),
+                one_line(&reply.text)
+            );
+        }
+    }
+}
+
+/// "just now", "5 min ago", "3 h ago", "yesterday", "4 days ago", then the date.
+fn relative(rfc3339: &str, now: Timestamp) -> String {
+    let Ok(then) = rfc3339.parse::<Timestamp>() else {
+        return rfc3339.to_string();
+    };
+    let seconds = now.as_second() - then.as_second();
+    match seconds {
+        s if s < 60 => "just now".into(),
+        s if s < 3600 => format!("{} min ago", s / 60),
+        s if s < 86_400 => format!("{} h ago", s / 3600),
+        s if s < 2 * 86_400 => "yesterday".into(),
+        s if s < 14 * 86_400 => format!("{} days ago", s / 86_400),
+        _ => short_date(rfc3339),
+    }
+}
+
+fn short_date(rfc3339: &str) -> String {
+    rfc3339
+        .parse::<Timestamp>()
+        .ok()
+        .and_then(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%a %-d %b %H:%M")
+                .to_string()
+                .into()
+        })
+        .unwrap_or_else(|| rfc3339.to_string())
+}
+
+/// Keeps a terminal line a line: newlines and other control characters become spaces, so a
+/// note cannot move the cursor or fake other lines.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn clip(text: &str, max: usize) -> String {
+    let text = one_line(text);
+    if text.chars().count() <= max {
+        text
+    } else {
+        let mut clipped: String = text.chars().take(max.saturating_sub(1)).collect();
+        clipped.push('…');
+        clipped
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_times_read_naturally() {
+        let now: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        assert_eq!(relative("2026-11-22T09:59:30Z", now), "just now");
+        assert_eq!(relative("2026-11-22T09:55:00Z", now), "5 min ago");
+        assert_eq!(relative("2026-11-22T07:00:00Z", now), "3 h ago");
+        assert_eq!(relative("2026-11-21T08:00:00Z", now), "yesterday");
+        assert_eq!(relative("2026-11-18T10:00:00Z", now), "4 days ago");
+    }
+
+    #[test]
+    fn control_characters_cannot_break_lines() {
+        assert_eq!(one_line("a\nb\x1b[2J"), "a b [2J");
+        assert_eq!(clip("abcdefgh", 4), "abc…");
+    }
+}

@@ -1,0 +1,243 @@
+//! Requests, replies and events, and the item shapes that `--json` prints.
+
+use serde::{Deserialize, Serialize};
+
+/// What the command line asks the daemon. `circle` fields take a circle id or an unambiguous
+/// prefix; `None` means "the only circle this node is in". `item` fields take an item id or
+/// an unambiguous prefix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    CircleCreate {
+        name: String,
+    },
+    CircleList,
+    Members {
+        circle: Option<String>,
+    },
+    CheckIn {
+        circle: Option<String>,
+        /// 1-5 or a mood word; the daemon parses it again, it trusts nothing.
+        mood: String,
+        note: Option<String>,
+    },
+    Ask {
+        circle: Option<String>,
+        kind: String,
+        title: String,
+        details: Option<String>,
+        /// Unix milliseconds.
+        needed_by: Option<i64>,
+        urgent: bool,
+    },
+    Claim {
+        item: String,
+    },
+    Unclaim {
+        item: String,
+    },
+    Done {
+        item: String,
+    },
+    Cancel {
+        item: String,
+    },
+    Reply {
+        item: String,
+        text: String,
+    },
+    Feed {
+        circle: Option<String>,
+        limit: Option<usize>,
+    },
+    Show {
+        item: String,
+    },
+    /// Turns the connection into an event stream.
+    Watch {
+        circle: Option<String>,
+    },
+    Export {
+        circle: Option<String>,
+    },
+    /// The key file is already destroyed by the caller; the daemon stops at once without
+    /// writing anything more and removes what is left.
+    Wipe,
+}
+
+/// The daemon's answer to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    Ok(Reply),
+    Error(ErrorReply),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Status(StatusInfo),
+    /// A new circle or item; printed once it is durable.
+    Created { id: String },
+    /// An edit is durable.
+    Done { id: String },
+    Circles { circles: Vec<CircleInfo> },
+    Members { members: Vec<MemberInfo> },
+    Items { items: Vec<ItemInfo> },
+    Item { item: ItemInfo },
+    Export { export: ExportInfo },
+    /// Events follow on this connection.
+    Watching { circle: String },
+    Wiping,
+}
+
+/// Why a request failed. `Usage` maps to exit code 2, everything else to 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself is wrong: unknown mood or kind, malformed frame.
+    Usage,
+    /// No such circle or item, or a prefix matches several.
+    NotFound,
+    /// The rules refuse it: not the author, request closed, too long.
+    Refused,
+    /// The daemon could not do it (disk failure and the like).
+    Internal,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub kind: ErrorKind,
+    /// One line, no content of other members.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub running: bool,
+    pub version: String,
+    pub member_id: String,
+    pub name: String,
+    pub peer_id: String,
+    pub fingerprint: String,
+    pub home: String,
+    /// Multiaddrs the node listens on.
+    pub listen: Vec<String>,
+    /// What `kith daemon --listen` asked for.
+    #[serde(default)]
+    pub requested_listen: Vec<String>,
+    pub circles: Vec<CircleInfo>,
+    pub connected_peers: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CircleInfo {
+    pub id: String,
+    pub name: String,
+    /// How many members the roster holds.
+    pub members: usize,
+    pub items: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub fingerprint: String,
+    pub joined_at: String,
+    /// Whether this is the node's own member.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorInfo {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplyInfo {
+    pub id: String,
+    pub author: AuthorInfo,
+    pub text: String,
+    pub created_at: String,
+}
+
+/// One check-in or help request, as `feed --json` and `watch --json` print it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemInfo {
+    pub id: String,
+    pub circle: String,
+    /// `checkin` or `request`.
+    pub kind: String,
+    pub author: AuthorInfo,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+    /// 1 (struggling) to 5 (great); check-ins only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mood: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mood_word: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// The kind of help (meals, childcare, ...); requests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent: Option<bool>,
+    /// open, claimed, fulfilled or cancelled; requests only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<Vec<AuthorInfo>>,
+    pub replies: Vec<ReplyInfo>,
+}
+
+/// The whole decrypted state of one circle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportInfo {
+    pub format: String,
+    pub exported_at: String,
+    pub circle: CircleInfo,
+    pub members: Vec<MemberInfo>,
+    pub items: Vec<ItemInfo>,
+}
+
+/// Pushed on a watching connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// An item was created or changed (a claim, a reply, a status).
+    Item { item: ItemInfo },
+    /// The watcher fell behind and missed `missed` events; a `feed` catches up.
+    Lagged { missed: u64 },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_refuse_unknown_fields() {
+        let request = Request::CheckIn {
+            circle: None,
+            mood: "okay".into(),
+            note: Some("hi".into()),
+        };
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);
+        assert!(serde_json::from_str::<Request>(r#"{"op":"claim","item":"a","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<Request>("[]").is_err());
+    }
+}
