@@ -1,0 +1,648 @@
+//! Envelopes: the only form in which content leaves a member's machine.
+//!
+//! # Canonical encoding (version 1)
+//!
+//! ```text
+//! version    u8 = 1
+//! circle     [16]
+//! author     [32]      ed25519 public key
+//! seq        varint    u64, >= 1
+//! prev       [32]      all zero iff seq == 1
+//! epoch      varint    u32
+//! nonce      [24]      XChaCha20-Poly1305 nonce, random per envelope
+//! ct_len     varint    16 ..= MAX_CIPHERTEXT_LEN
+//! ciphertext [ct_len]  ciphertext || 16-byte Poly1305 tag
+//! signature  [64]      ed25519 over "kith/envelope/v1" || version .. ciphertext
+//! ```
+//!
+//! Varints are unsigned LEB128 and must be minimal. The header (`version` .. `nonce`) is the
+//! AEAD associated data, so a ciphertext cannot be moved under another header even by a
+//! member holding the key. Each envelope has exactly one encoding (minimal varints, no
+//! trailing bytes), and strict verification stops anyone but the author from making a second
+//! valid signature, so [`Envelope::hash`] names an envelope unambiguously and `prev` links
+//! form a hash chain per author and circle.
+
+use rand::CryptoRng;
+use zeroize::Zeroizing;
+
+use crate::symmetric::{TAG_LEN, open_with_nonce, seal_with_nonce};
+use crate::{
+    CircleId, CryptoError, DeviceIdentity, EpochKey, Hash, MAX_CIPHERTEXT_LEN, MAX_ENVELOPE_LEN,
+    MemberId, sha256, verify_signature,
+};
+
+/// The only encoding version so far; a new layout gets a new number.
+const VERSION: u8 = 1;
+/// Prefix of every signed message, so an envelope signature can never be confused with a
+/// signature the same key makes for another purpose.
+const SIGNING_DOMAIN: &[u8] = b"kith/envelope/v1";
+/// Longest minimal LEB128 encoding of a u64.
+const MAX_VARINT_LEN: usize = 10;
+
+/// The signed part of an envelope that is not ciphertext; bound as associated data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeHeader {
+    /// The circle this envelope belongs to; a copy under another circle fails to open.
+    pub circle: CircleId,
+    /// The signing device; its key verifies the signature.
+    pub author: MemberId,
+    /// 1 for the author's first envelope in this circle, then +1 each.
+    pub seq: u64,
+    /// Hash of the author's previous envelope in this circle; all zero when `seq == 1`.
+    pub prev: Hash,
+    /// Which epoch key encrypted the ciphertext.
+    pub epoch: u32,
+    /// Random per envelope; 24 bytes make random collisions negligible.
+    pub nonce: [u8; 24],
+}
+
+impl EnvelopeHeader {
+    /// The header's canonical bytes: the AEAD associated data.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out);
+        out
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.extend_from_slice(&self.circle.0);
+        out.extend_from_slice(&self.author.0);
+        write_varint(out, self.seq);
+        out.extend_from_slice(&self.prev);
+        write_varint(out, u64::from(self.epoch));
+        out.extend_from_slice(&self.nonce);
+    }
+}
+
+/// A sealed, signed unit of content or control, as stored and synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Who, where in the author's chain, and under which key.
+    pub header: EnvelopeHeader,
+    /// XChaCha20-Poly1305 ciphertext with its 16-byte tag.
+    pub ciphertext: Vec<u8>,
+    /// The author's ed25519 signature over the domain string, header and ciphertext.
+    pub signature: [u8; 64],
+}
+
+impl Envelope {
+    /// Encrypts `plaintext` under `key` (XChaCha20-Poly1305, header as associated data) and
+    /// signs header and ciphertext with `identity`.
+    ///
+    /// Refuses a `seq`/`prev` pair that `decode` would refuse, and a plaintext too long for
+    /// one envelope, so every sealed envelope can be decoded by every member.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the public contract of the store and daemon"
+    )]
+    pub fn seal<R: CryptoRng + ?Sized>(
+        identity: &DeviceIdentity,
+        key: &EpochKey,
+        circle: CircleId,
+        seq: u64,
+        prev: Hash,
+        epoch: u32,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Envelope, CryptoError> {
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let header = EnvelopeHeader {
+            circle,
+            author: identity.member_id(),
+            seq,
+            prev,
+            epoch,
+            nonce,
+        };
+        Self::seal_header(identity, key, header, plaintext)
+    }
+
+    /// `seal` with the nonce already in `header`: for known-answer tests only, since a
+    /// repeated nonce under one key breaks confidentiality.
+    pub(crate) fn seal_header(
+        identity: &DeviceIdentity,
+        key: &EpochKey,
+        header: EnvelopeHeader,
+        plaintext: &[u8],
+    ) -> Result<Envelope, CryptoError> {
+        check_chain_position(header.seq, &header.prev)?;
+        if plaintext.len() > MAX_CIPHERTEXT_LEN - TAG_LEN {
+            return Err(CryptoError::Malformed {
+                what: "plaintext",
+                reason: "too long for one envelope",
+            });
+        }
+        let ciphertext = seal_with_nonce(&key.0, &header.nonce, &header.encode(), plaintext);
+        let mut envelope = Envelope {
+            header,
+            ciphertext,
+            signature: [0; 64],
+        };
+        envelope.signature = identity.sign(&envelope.signed_message());
+        Ok(envelope)
+    }
+
+    /// Checks the author's signature.
+    pub fn verify(&self) -> Result<(), CryptoError> {
+        verify_signature(&self.header.author, &self.signed_message(), &self.signature)
+    }
+
+    /// Verifies, then decrypts. Verifying first means unauthenticated bytes never reach
+    /// the cipher, and a member cannot pass off a re-encrypted copy as someone else's.
+    pub fn open(&self, key: &EpochKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.verify()?;
+        open_with_nonce(
+            &key.0,
+            &self.header.nonce,
+            &self.header.encode(),
+            &self.ciphertext,
+        )
+    }
+
+    /// Canonical encoding (see the module docs and docs/crypto.md for the layout).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.body_with_prefix(&[]);
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Bounded, canonical decoding; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, CryptoError> {
+        if bytes.len() > MAX_ENVELOPE_LEN {
+            return Err(malformed("longer than MAX_ENVELOPE_LEN"));
+        }
+        let mut reader = Reader { rest: bytes };
+        if reader.array::<1>()? != [VERSION] {
+            return Err(malformed("unknown version"));
+        }
+        let circle = CircleId(reader.array()?);
+        let author = MemberId(reader.array()?);
+        let seq = reader.varint()?;
+        let prev = reader.array()?;
+        check_chain_position(seq, &prev)?;
+        let epoch =
+            u32::try_from(reader.varint()?).map_err(|_| malformed("epoch does not fit in u32"))?;
+        let nonce = reader.array()?;
+        let ct_len = usize::try_from(reader.varint()?)
+            .ok()
+            .filter(|len| (TAG_LEN..=MAX_CIPHERTEXT_LEN).contains(len))
+            .ok_or(malformed("ciphertext length out of range"))?;
+        let ciphertext = reader.take(ct_len)?.to_vec();
+        let signature = reader.array()?;
+        if !reader.rest.is_empty() {
+            return Err(malformed("trailing bytes"));
+        }
+        Ok(Envelope {
+            header: EnvelopeHeader {
+                circle,
+                author,
+                seq,
+                prev,
+                epoch,
+                nonce,
+            },
+            ciphertext,
+            signature,
+        })
+    }
+
+    /// SHA-256 of the canonical encoding: what the next envelope's `prev` names.
+    pub fn hash(&self) -> Hash {
+        sha256(&self.encode())
+    }
+
+    /// Whether this envelope directly follows `previous` (None = this must be seq 1).
+    ///
+    /// Checks the chain only; signatures are checked by [`Envelope::verify`].
+    pub fn follows(&self, previous: Option<&Envelope>) -> bool {
+        match previous {
+            None => self.header.seq == 1 && self.header.prev == [0; 32],
+            Some(previous) => {
+                self.header.circle == previous.header.circle
+                    && self.header.author == previous.header.author
+                    && previous.header.seq.checked_add(1) == Some(self.header.seq)
+                    && self.header.prev == previous.hash()
+            }
+        }
+    }
+
+    /// What the signature covers: the domain string, then the encoding up to and including
+    /// the ciphertext.
+    fn signed_message(&self) -> Vec<u8> {
+        self.body_with_prefix(SIGNING_DOMAIN)
+    }
+
+    /// `prefix || header || ct_len || ciphertext`.
+    fn body_with_prefix(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(prefix.len() + 128 + self.ciphertext.len() + 64);
+        out.extend_from_slice(prefix);
+        self.header.encode_into(&mut out);
+        write_varint(&mut out, self.ciphertext.len() as u64);
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Replaces the signature (tests build envelopes a member could have signed).
+    #[cfg(test)]
+    pub(crate) fn resign(&mut self, identity: &DeviceIdentity) {
+        self.header.author = identity.member_id();
+        self.signature = identity.sign(&self.signed_message());
+    }
+}
+
+fn malformed(reason: &'static str) -> CryptoError {
+    CryptoError::Malformed {
+        what: "envelope",
+        reason,
+    }
+}
+
+/// An author's chain starts at 1 with no predecessor, and every later link names one.
+fn check_chain_position(seq: u64, prev: &Hash) -> Result<(), CryptoError> {
+    match (seq, *prev == [0; 32]) {
+        (0, _) => Err(malformed("seq must be at least 1")),
+        (1, true) | (2.., false) => Ok(()),
+        (1, false) => Err(malformed("first envelope must have a zero prev")),
+        (2.., true) => Err(malformed("later envelope must name its prev")),
+    }
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A cursor over untrusted bytes; every read is bounds-checked.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], CryptoError> {
+        let (taken, rest) = self
+            .rest
+            .split_at_checked(len)
+            .ok_or(malformed("truncated"))?;
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CryptoError> {
+        let (taken, rest) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(malformed("truncated"))?;
+        self.rest = rest;
+        Ok(*taken)
+    }
+
+    /// Unsigned LEB128, minimal, at most 10 bytes and no bits beyond 64.
+    fn varint(&mut self) -> Result<u64, CryptoError> {
+        let mut value = 0u64;
+        for (index, &byte) in self.rest.iter().enumerate().take(MAX_VARINT_LEN) {
+            if index == MAX_VARINT_LEN - 1 && byte > 1 {
+                return Err(malformed("varint overflows u64"));
+            }
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                if byte == 0 && index > 0 {
+                    return Err(malformed("varint is not minimal"));
+                }
+                self.take(index + 1)?;
+                return Ok(value);
+            }
+        }
+        Err(malformed("truncated"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Secret;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    struct Fixture {
+        alice: DeviceIdentity,
+        bob: DeviceIdentity,
+        key: EpochKey,
+        circle: CircleId,
+        rng: StdRng,
+    }
+
+    fn fixture() -> Fixture {
+        let mut rng = StdRng::seed_from_u64(7);
+        Fixture {
+            alice: DeviceIdentity::generate(&mut rng),
+            bob: DeviceIdentity::generate(&mut rng),
+            key: EpochKey::generate(&mut rng),
+            circle: CircleId::random(&mut rng),
+            rng,
+        }
+    }
+
+    fn decode_varint(bytes: &[u8]) -> Result<u64, CryptoError> {
+        let mut reader = Reader { rest: bytes };
+        let value = reader.varint()?;
+        assert!(reader.rest.is_empty());
+        Ok(value)
+    }
+
+    #[test]
+    fn varints_round_trip_and_refuse_non_minimal() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_varint(&mut out, value);
+            assert!(out.len() <= MAX_VARINT_LEN);
+            assert_eq!(decode_varint(&out), Ok(value));
+        }
+        assert_eq!(
+            decode_varint(&[0x80, 0x00]),
+            Err(malformed("varint is not minimal"))
+        );
+        assert_eq!(
+            decode_varint(&[0xff, 0x80, 0x00]),
+            Err(malformed("varint is not minimal"))
+        );
+        assert_eq!(decode_varint(&[0x80]), Err(malformed("truncated")));
+        assert_eq!(decode_varint(&[]), Err(malformed("truncated")));
+        let mut overflow = vec![0xff; 9];
+        overflow.push(0x02);
+        assert_eq!(
+            decode_varint(&overflow),
+            Err(malformed("varint overflows u64"))
+        );
+        let eleven = vec![0x80; 11];
+        assert_eq!(
+            decode_varint(&eleven),
+            Err(malformed("varint overflows u64"))
+        );
+    }
+
+    #[test]
+    fn seal_open_encode_decode_round_trip() {
+        let mut f = fixture();
+        let first = Envelope::seal(
+            &f.alice, &f.key, f.circle, 1, [0; 32], 3, b"okay", &mut f.rng,
+        )
+        .unwrap();
+        assert_eq!(&first.open(&f.key).unwrap()[..], b"okay");
+        let bytes = first.encode();
+        let decoded = Envelope::decode(&bytes).unwrap();
+        assert_eq!(decoded, first);
+        assert_eq!(decoded.encode(), bytes);
+        assert_eq!(decoded.hash(), sha256(&bytes));
+
+        let second = Envelope::seal(
+            &f.alice,
+            &f.key,
+            f.circle,
+            2,
+            first.hash(),
+            3,
+            b"",
+            &mut f.rng,
+        )
+        .unwrap();
+        assert_eq!(second.open(&f.key).unwrap().len(), 0);
+        assert_ne!(first.header.nonce, second.header.nonce);
+        assert!(first.follows(None));
+        assert!(second.follows(Some(&first)));
+        assert!(!second.follows(None));
+        assert!(!first.follows(Some(&second)));
+        assert!(!first.follows(Some(&first)));
+    }
+
+    #[test]
+    fn follows_checks_circle_author_seq_and_prev() {
+        let mut f = fixture();
+        let first =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 0, b"a", &mut f.rng).unwrap();
+        let next = |f: &mut Fixture, who: &DeviceIdentity, circle, seq, prev| {
+            Envelope::seal(who, &f.key, circle, seq, prev, 0, b"b", &mut f.rng).unwrap()
+        };
+        let other_circle = CircleId([9; 16]);
+        let (alice, bob) = (
+            DeviceIdentity::from_secret(&f.alice.secret()),
+            DeviceIdentity::from_secret(&f.bob.secret()),
+        );
+        let circle = f.circle;
+        assert!(next(&mut f, &alice, circle, 2, first.hash()).follows(Some(&first)));
+        assert!(!next(&mut f, &bob, circle, 2, first.hash()).follows(Some(&first)));
+        assert!(!next(&mut f, &alice, other_circle, 2, first.hash()).follows(Some(&first)));
+        assert!(!next(&mut f, &alice, circle, 3, first.hash()).follows(Some(&first)));
+        assert!(!next(&mut f, &alice, circle, 2, [1; 32]).follows(Some(&first)));
+    }
+
+    #[test]
+    fn seal_refuses_what_decode_would_refuse() {
+        let mut f = fixture();
+        let mut seal = |seq, prev, len: usize| {
+            Envelope::seal(
+                &f.alice,
+                &f.key,
+                f.circle,
+                seq,
+                prev,
+                0,
+                &vec![0; len],
+                &mut f.rng,
+            )
+        };
+        assert!(seal(0, [0; 32], 1).is_err());
+        assert!(seal(1, [1; 32], 1).is_err());
+        assert!(seal(2, [0; 32], 1).is_err());
+        assert!(seal(u64::MAX, [1; 32], 1).is_ok());
+        let largest = seal(1, [0; 32], MAX_CIPHERTEXT_LEN - TAG_LEN).unwrap();
+        assert_eq!(largest.ciphertext.len(), MAX_CIPHERTEXT_LEN);
+        assert!(largest.encode().len() <= MAX_ENVELOPE_LEN);
+        assert_eq!(Envelope::decode(&largest.encode()).as_ref(), Ok(&largest));
+        assert_eq!(
+            seal(1, [0; 32], MAX_CIPHERTEXT_LEN - TAG_LEN + 1),
+            Err(CryptoError::Malformed {
+                what: "plaintext",
+                reason: "too long for one envelope"
+            })
+        );
+    }
+
+    /// The layout written out by hand from the module docs, for a small envelope.
+    #[test]
+    fn encoding_matches_documented_layout() {
+        let mut f = fixture();
+        let env = Envelope::seal(
+            &f.alice, &f.key, f.circle, 300, [5; 32], 128, b"hi", &mut f.rng,
+        )
+        .unwrap();
+        let mut expected = vec![1u8];
+        expected.extend_from_slice(&f.circle.0);
+        expected.extend_from_slice(&f.alice.member_id().0);
+        expected.extend_from_slice(&[0xac, 0x02]); // 300
+        expected.extend_from_slice(&[5; 32]);
+        expected.extend_from_slice(&[0x80, 0x01]); // 128
+        expected.extend_from_slice(&env.header.nonce);
+        assert_eq!(env.header.encode(), expected);
+        expected.push(18); // 2 bytes of plaintext + 16 of tag
+        expected.extend_from_slice(&env.ciphertext);
+        let signed = [SIGNING_DOMAIN, &expected].concat();
+        assert_eq!(
+            verify_signature(&f.alice.member_id(), &signed, &env.signature),
+            Ok(())
+        );
+        expected.extend_from_slice(&env.signature);
+        assert_eq!(env.encode(), expected);
+    }
+
+    #[test]
+    fn every_flipped_bit_is_rejected() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 0, b"x", &mut f.rng).unwrap();
+        let bytes = env.encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let accepted = Envelope::decode(&flipped).and_then(|e| e.open(&f.key));
+            assert!(accepted.is_err(), "bit {bit} flipped was accepted");
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_rejected() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 2, [1; 32], 0, b"x", &mut f.rng).unwrap();
+        let bytes = env.encode();
+        for len in 0..bytes.len() {
+            assert!(Envelope::decode(&bytes[..len]).is_err(), "length {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(Envelope::decode(&longer), Err(malformed("trailing bytes")));
+        assert_eq!(
+            Envelope::decode(&vec![1; MAX_ENVELOPE_LEN + 1]),
+            Err(malformed("longer than MAX_ENVELOPE_LEN"))
+        );
+    }
+
+    #[test]
+    fn decode_refuses_bad_fields() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 0, b"x", &mut f.rng).unwrap();
+        // seq 1 sits right after version, circle and author.
+        let seq_at = 1 + 16 + 32;
+        let mut bytes = env.encode();
+        bytes[seq_at] = 0;
+        assert_eq!(
+            Envelope::decode(&bytes),
+            Err(malformed("seq must be at least 1"))
+        );
+        bytes[seq_at] = 2;
+        assert_eq!(
+            Envelope::decode(&bytes),
+            Err(malformed("later envelope must name its prev"))
+        );
+        let mut bytes = env.encode();
+        bytes[seq_at + 1] = 1;
+        assert_eq!(
+            Envelope::decode(&bytes),
+            Err(malformed("first envelope must have a zero prev"))
+        );
+        let mut bytes = env.encode();
+        bytes[0] = 2;
+        assert_eq!(Envelope::decode(&bytes), Err(malformed("unknown version")));
+
+        // An epoch beyond u32 and a ciphertext shorter than a tag.
+        let mut header = env.header.clone();
+        let mut too_big_epoch = vec![VERSION];
+        too_big_epoch.extend_from_slice(&header.circle.0);
+        too_big_epoch.extend_from_slice(&header.author.0);
+        write_varint(&mut too_big_epoch, 1);
+        too_big_epoch.extend_from_slice(&[0; 32]);
+        write_varint(&mut too_big_epoch, u64::from(u32::MAX) + 1);
+        assert_eq!(
+            Envelope::decode(&too_big_epoch),
+            Err(malformed("epoch does not fit in u32"))
+        );
+        header.epoch = 0;
+        let short = Envelope {
+            header,
+            ciphertext: vec![0; TAG_LEN - 1],
+            signature: [0; 64],
+        };
+        assert_eq!(
+            Envelope::decode(&short.encode()),
+            Err(malformed("ciphertext length out of range"))
+        );
+    }
+
+    #[test]
+    fn every_swapped_header_field_fails_to_open() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 2, [1; 32], 4, b"x", &mut f.rng).unwrap();
+        type Swap = fn(&mut EnvelopeHeader);
+        let swaps: [(&str, Swap); 6] = [
+            ("circle", |h| h.circle = CircleId([0xcc; 16])),
+            ("author", |h| h.author = MemberId([0xaa; 32])),
+            ("seq", |h| h.seq = 3),
+            ("prev", |h| h.prev = [2; 32]),
+            ("epoch", |h| h.epoch = 5),
+            ("nonce", |h| h.nonce[0] ^= 1),
+        ];
+        for (name, swap) in &swaps {
+            // Changed in flight: the signature no longer matches.
+            let mut tampered = env.clone();
+            swap(&mut tampered.header);
+            assert!(
+                tampered.open(&f.key).is_err(),
+                "{name} swapped was accepted"
+            );
+            // Re-signed by a member holding the key (moving a ciphertext under another
+            // header): the associated data no longer matches.
+            for signer in [&f.alice, &f.bob] {
+                let mut moved = env.clone();
+                swap(&mut moved.header);
+                moved.resign(signer);
+                if moved.header == env.header {
+                    continue;
+                }
+                assert_eq!(
+                    moved.open(&f.key),
+                    Err(CryptoError::DecryptFailed),
+                    "{name} moved was accepted"
+                );
+            }
+        }
+        // Another author's signature over the same bytes is refused.
+        let mut forged = env.clone();
+        forged.header.author = f.bob.member_id();
+        assert_eq!(forged.verify(), Err(CryptoError::BadSignature));
+    }
+
+    #[test]
+    fn wrong_epoch_key_is_rejected() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 0, b"x", &mut f.rng).unwrap();
+        let other = EpochKey(Secret::random(&mut f.rng));
+        assert_eq!(env.verify(), Ok(()));
+        assert_eq!(env.open(&other), Err(CryptoError::DecryptFailed));
+    }
+}
