@@ -107,9 +107,7 @@ pub enum Command {
         limit: Option<usize>,
     },
     /// One item with its claims and replies.
-    Show {
-        id: String,
-    },
+    Show { id: String },
     /// Print each new or changed item as it arrives.
     Watch {
         #[arg(long, value_name = "ID")]

@@ -11,7 +11,7 @@ mod when;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::Parser as _;
 use kith_ipc::{Client, ClientError, ErrorKind, Reply, Request};
 
 use crate::args::{CircleCommand, Cli, Command};
@@ -46,7 +46,10 @@ impl From<ClientError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -59,6 +62,34 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Help and version print as clap prints them; every other parse error becomes one
+/// `error:` line and exit code 2.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind::{
+        DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion,
+    };
+    match error.kind() {
+        DisplayHelp | DisplayVersion => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = error.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let message = message.join(" ");
+    eprintln!("error: {}", message.trim_start_matches("error: "));
+    ExitCode::from(2)
 }
 
 /// The error and its causes on one line, without repeating a cause already in the message.
@@ -85,7 +116,9 @@ fn home_dir(cli: &Cli) -> Result<PathBuf, Failure> {
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .ok_or_else(|| Failure::Usage("cannot tell where to keep data: set --home or KITH_HOME".into()))?;
+        .ok_or_else(|| {
+            Failure::Usage("cannot tell where to keep data: set --home or KITH_HOME".into())
+        })?;
     Ok(data.join("kith"))
 }
 
@@ -121,8 +154,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 fn run_daemon(cli: &Cli, home: PathBuf, listen: Vec<String>) -> Result<(), Failure> {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KITH_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -177,13 +212,15 @@ async fn wipe(home: &std::path::Path) -> Result<(), Failure> {
         // The daemon stops without writing; a failure here changes nothing already done.
         let _ = client.request(&Request::Wipe).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while home.join(kith_ipc::SOCKET_FILE).exists() && tokio::time::Instant::now() < deadline
-        {
+        while home.join(kith_ipc::SOCKET_FILE).exists() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     kith_daemon::wipe_home(home).context("cannot remove the data")?;
-    println!("wiped: the keys are destroyed and nothing left in {} can be read", home.display());
+    println!(
+        "wiped: the keys are destroyed and nothing left in {} can be read",
+        home.display()
+    );
     Ok(())
 }
 
@@ -275,10 +312,7 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
             )
             .await
         }
-        Command::Feed {
-            circle,
-            limit,
-        } => {
+        Command::Feed { circle, limit } => {
             let reply = client
                 .request(&Request::Feed {
                     circle: circle.clone(),
@@ -298,7 +332,9 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                 })
                 .await?;
             if !matches!(reply, Reply::Watching { .. }) {
-                return Err(Failure::Failed(anyhow::anyhow!("the daemon did not start a watch")));
+                return Err(Failure::Failed(anyhow::anyhow!(
+                    "the daemon did not start a watch"
+                )));
             }
             output::watch(&mut client, json).await
         }

@@ -7,7 +7,9 @@ use kith_ipc::{Client, Event, ItemInfo, Reply, Request};
 use crate::Failure;
 
 fn unexpected(reply: &Reply) -> Failure {
-    Failure::Failed(anyhow::anyhow!("unexpected answer from the daemon: {reply:?}"))
+    Failure::Failed(anyhow::anyhow!(
+        "unexpected answer from the daemon: {reply:?}"
+    ))
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
@@ -173,7 +175,9 @@ pub async fn watch(client: &mut Client, json: bool) -> Result<(), Failure> {
                 }
             }
             Event::Lagged { missed } => {
-                eprintln!("kith: {missed} updates were skipped; `kith feed` shows the current state");
+                eprintln!(
+                    "kith: {missed} updates were skipped; `kith feed` shows the current state"
+                );
             }
         }
         // Scripts read line by line through a pipe.

@@ -101,11 +101,7 @@ mod tests {
     }
 
     fn at(text: &str) -> Result<String, String> {
-        parse_at(text, &now()).map(|ms| {
-            Timestamp::from_millisecond(ms)
-                .unwrap()
-                .to_string()
-        })
+        parse_at(text, &now()).map(|ms| Timestamp::from_millisecond(ms).unwrap().to_string())
     }
 
     #[test]
@@ -125,7 +121,15 @@ mod tests {
 
     #[test]
     fn refuses_nonsense_and_the_past() {
-        for bad in ["", "soon", "in x days", "in 3 fortnights", "2026-13-01", "2020-01-01", "in 0 days"] {
+        for bad in [
+            "",
+            "soon",
+            "in x days",
+            "in 3 fortnights",
+            "2026-13-01",
+            "2020-01-01",
+            "in 0 days",
+        ] {
             assert!(at(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -63,16 +63,38 @@ fn init_needs_a_passphrase_without_a_terminal_and_refuses_twice() {
     let pass = home.path().join("pass");
     std::fs::write(&pass, "a good passphrase\n").unwrap();
     let node = home.path().join("node");
-    let first = kith(&node, &["init", "--name", "Ann", "--passphrase-file", pass.to_str().unwrap()]);
+    let first = kith(
+        &node,
+        &[
+            "init",
+            "--name",
+            "Ann",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
     assert!(first.status.success(), "{}", stderr(&first));
     let member = String::from_utf8_lossy(&first.stdout).trim().to_string();
     assert_eq!(member.len(), 52, "{member}");
     let keyfile = std::fs::read(node.join("keyfile")).unwrap();
 
-    let second = kith(&node, &["init", "--name", "Bob", "--passphrase-file", pass.to_str().unwrap()]);
+    let second = kith(
+        &node,
+        &[
+            "init",
+            "--name",
+            "Bob",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    );
     assert_eq!(second.status.code(), Some(1));
     assert!(stderr(&second).contains("already"), "{}", stderr(&second));
-    assert_eq!(std::fs::read(node.join("keyfile")).unwrap(), keyfile, "second init changed nothing");
+    assert_eq!(
+        std::fs::read(node.join("keyfile")).unwrap(),
+        keyfile,
+        "second init changed nothing"
+    );
 }
 
 #[test]

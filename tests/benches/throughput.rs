@@ -30,7 +30,8 @@ fn main() -> Result<()> {
         let mut node = Node::init("bench")?;
         node.start()?;
         node.ok(&["circle", "create", "Bench"])?;
-        let (elapsed, latencies) = runtime.block_on(post_concurrently(node.home(), clients, posts))?;
+        let (elapsed, latencies) =
+            runtime.block_on(post_concurrently(node.home(), clients, posts))?;
         let rate = posts as f64 / elapsed.as_secs_f64();
         println!(
             "  {clients} client(s): {rate:>8.0} durable posts/s   latency p50 {:.2} ms, p99 {:.2} ms",
@@ -76,7 +77,11 @@ fn main() -> Result<()> {
 
 /// `clients` connections post `total` check-ins between them; returns the wall time and each
 /// post's latency in milliseconds.
-async fn post_concurrently(home: &Path, clients: usize, total: usize) -> Result<(Duration, Vec<f64>)> {
+async fn post_concurrently(
+    home: &Path,
+    clients: usize,
+    total: usize,
+) -> Result<(Duration, Vec<f64>)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {

@@ -20,7 +20,10 @@ fn started(name: &str) -> Result<Node> {
 
 fn code(node: &Node, args: &[&str]) -> Result<(Option<i32>, String)> {
     let out = node.run(args)?;
-    Ok((out.status.code(), String::from_utf8_lossy(&out.stderr).to_string()))
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
 }
 
 fn find<'a>(feed: &'a Value, id: &str) -> Option<&'a Value> {
@@ -33,7 +36,11 @@ fn post_and_read_back() -> Result<()> {
     let status = ann.json(&["status"])?;
     assert_eq!(status["name"], "Ann");
     assert_eq!(status["member_id"].as_str().map(str::len), Some(52));
-    assert!(status["peer_id"].as_str().is_some_and(|p| p.starts_with("12D3Koo")));
+    assert!(
+        status["peer_id"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("12D3Koo"))
+    );
 
     let circle = ann.ok(&["circle", "create", "Family"])?;
     assert_eq!(circle.len(), 26, "{circle}");
@@ -47,8 +54,15 @@ fn post_and_read_back() -> Result<()> {
 
     let checkin = ann.ok(&["checkin", "--mood", "low", "--note", "rough night"])?;
     let ask = ann.ok(&[
-        "ask", "--kind", "meals", "Dinner on Tuesday", "--details", "two adults, no nuts",
-        "--needed-by", "2099-01-05", "--urgent",
+        "ask",
+        "--kind",
+        "meals",
+        "Dinner on Tuesday",
+        "--details",
+        "two adults, no nuts",
+        "--needed-by",
+        "2099-01-05",
+        "--urgent",
     ])?;
     ann.ok(&["reply", &checkin, "thanks for asking"])?;
 
@@ -70,12 +84,21 @@ fn post_and_read_back() -> Result<()> {
     assert_eq!(r["details"], "two adults, no nuts");
     assert_eq!(r["status"], "open");
     assert_eq!(r["urgent"], true);
-    assert!(r["needed_by"].as_str().is_some_and(|t| t.starts_with("2099-01-0")));
+    assert!(
+        r["needed_by"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2099-01-0"))
+    );
 
     // Prefixes work, limits work, human output reads.
     let shown = ann.json(&["show", &ask[..6]])?;
     assert_eq!(shown["id"], ask.as_str());
-    assert_eq!(ann.json(&["feed", "--limit", "1"])?.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        ann.json(&["feed", "--limit", "1"])?
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     let human = ann.ok(&["feed"])?;
     assert!(human.contains("low: rough night"), "{human}");
     assert!(human.contains("[meals] Dinner on Tuesday"), "{human}");
@@ -84,10 +107,16 @@ fn post_and_read_back() -> Result<()> {
     // Only the author closes a request; done then refuses a second close.
     ann.ok(&["done", &ask])?;
     let feed = ann.json(&["feed"])?;
-    assert_eq!(find(&feed, &ask).map(|r| r["status"].clone()), Some("fulfilled".into()));
+    assert_eq!(
+        find(&feed, &ask).map(|r| r["status"].clone()),
+        Some("fulfilled".into())
+    );
     let (exit, err) = code(&ann, &["cancel", &ask])?;
     assert_eq!(exit, Some(1), "{err}");
-    assert!(err.starts_with("error: ") && err.contains("fulfilled"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("fulfilled"),
+        "{err}"
+    );
 
     // Export holds everything, decrypted.
     let export = ann.ok(&["export", "--format", "json"])?;
@@ -123,11 +152,13 @@ fn watch_sees_new_and_changed_items() -> Result<()> {
     // The watch is registered once the daemon answered it; a post after that must show up.
     // We post until the first line arrives, so no fixed sleep decides the outcome.
     let first = ann.ok(&["checkin", "--mood", "good", "--note", "sunny"])?;
-    let line = watcher.next_matching(WAIT, |v| v["id"] == first.as_str()).or_else(|_| {
-        // The watch may have connected after the first post; a second one must arrive.
-        let again = ann.ok(&["checkin", "--mood", "good"])?;
-        watcher.next_matching(WAIT, |v| v["id"] == again.as_str())
-    })?;
+    let line = watcher
+        .next_matching(WAIT, |v| v["id"] == first.as_str())
+        .or_else(|_| {
+            // The watch may have connected after the first post; a second one must arrive.
+            let again = ann.ok(&["checkin", "--mood", "good"])?;
+            watcher.next_matching(WAIT, |v| v["id"] == again.as_str())
+        })?;
     assert_eq!(line["kind"], "checkin");
     assert_eq!(line["mood_word"], "good");
 
@@ -195,7 +226,13 @@ fn kill_9_during_a_burst_loses_nothing_acknowledged() -> Result<()> {
         posters.push(thread::spawn(move || {
             for i in 0..1000 {
                 let out = std::process::Command::new(kith_testkit::kith_bin())
-                    .args(["checkin", "--mood", "okay", "--note", &format!("burst {worker}-{i}")])
+                    .args([
+                        "checkin",
+                        "--mood",
+                        "okay",
+                        "--note",
+                        &format!("burst {worker}-{i}"),
+                    ])
                     .env("KITH_HOME", &home)
                     .output();
                 match out {
@@ -218,7 +255,10 @@ fn kill_9_during_a_burst_loses_nothing_acknowledged() -> Result<()> {
     for poster in posters {
         let _ = poster.join();
     }
-    let acknowledged = acknowledged.lock().map(|ids| ids.clone()).unwrap_or_default();
+    let acknowledged = acknowledged
+        .lock()
+        .map(|ids| ids.clone())
+        .unwrap_or_default();
     assert!(acknowledged.len() >= 40);
 
     ann.start()?;
@@ -235,11 +275,30 @@ fn kill_9_during_a_burst_loses_nothing_acknowledged() -> Result<()> {
 fn nothing_readable_in_the_home() -> Result<()> {
     let mut ann = started("Annabel Quinlan")?;
     ann.ok(&["circle", "create", "Kestrel Street Family"])?;
-    let checkin = ann.ok(&["checkin", "--mood", "struggling", "--note", "zebra-marmalade-secret"])?;
-    let ask = ann.ok(&["ask", "--kind", "childcare", "Pick up Oskarina from school", "--details", "gate four at 15:10"])?;
+    let checkin = ann.ok(&[
+        "checkin",
+        "--mood",
+        "struggling",
+        "--note",
+        "zebra-marmalade-secret",
+    ])?;
+    let ask = ann.ok(&[
+        "ask",
+        "--kind",
+        "childcare",
+        "Pick up Oskarina from school",
+        "--details",
+        "gate four at 15:10",
+    ])?;
     ann.ok(&["reply", &checkin, "velvet-otter-reply"])?;
-    let member_id = ann.json(&["status"])?["member_id"].as_str().unwrap_or_default().to_string();
-    let circle_id = ann.json(&["circle", "list"])?[0]["id"].as_str().unwrap_or_default().to_string();
+    let member_id = ann.json(&["status"])?["member_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let circle_id = ann.json(&["circle", "list"])?[0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let needles = [
         "zebra-marmalade-secret",
         "Pick up Oskarina",
@@ -283,11 +342,23 @@ fn bad_input_is_refused_and_changes_nothing() -> Result<()> {
         (vec!["done", "nothing"], 1, "no item"),
         (vec!["checkin", "--mood", "ecstatic"], 2, "mood"),
         (vec!["ask", "--kind", "limo", "ride"], 2, "kind"),
-        (vec!["checkin", "--mood", "okay", "--note", &long_note], 1, "too long"),
+        (
+            vec!["checkin", "--mood", "okay", "--note", &long_note],
+            1,
+            "too long",
+        ),
         (vec!["ask", "--kind", "meals", &long_title], 1, "too long"),
         (vec!["ask", "--kind", "meals", "   "], 1, "empty"),
-        (vec!["ask", "--kind", "meals", "soup", "--needed-by", "someday"], 2, "date"),
-        (vec!["checkin", "--mood", "okay", "--to", "bob"], 1, "not available"),
+        (
+            vec!["ask", "--kind", "meals", "soup", "--needed-by", "someday"],
+            2,
+            "date",
+        ),
+        (
+            vec!["checkin", "--mood", "okay", "--to", "bob"],
+            1,
+            "not available",
+        ),
         (vec!["feed", "--circle", "nonexistent"], 1, "no circle"),
     ];
     for (args, expected, words) in cases {
@@ -333,7 +404,9 @@ fn bad_input_is_refused_and_changes_nothing() -> Result<()> {
 fn malformed_control_requests_get_an_error_and_the_daemon_keeps_running() -> Result<()> {
     let ann = started("Ann")?;
     ann.ok(&["circle", "create", "Family"])?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let mut client = kith_ipc::Client::connect(ann.home()).await?;
         for bad in [
@@ -360,7 +433,8 @@ fn malformed_control_requests_get_an_error_and_the_daemon_keeps_running() -> Res
             Ok(kith_ipc::Response::Error(_)) | Err(_)
         ));
         // A frame cut off in the middle.
-        let mut stream = tokio::net::UnixStream::connect(ann.home().join(kith_ipc::SOCKET_FILE)).await?;
+        let mut stream =
+            tokio::net::UnixStream::connect(ann.home().join(kith_ipc::SOCKET_FILE)).await?;
         tokio::io::AsyncWriteExt::write_all(&mut stream, &[0, 0, 0, 50, b'{']).await?;
         drop(stream);
         anyhow::Ok(())
@@ -383,7 +457,10 @@ fn wipe_destroys_keys_and_data_with_the_daemon_running() -> Result<()> {
     let (exit, _) = code(&ann, &["status"])?;
     assert_eq!(exit, Some(3));
     // A fresh start is refused: there is nothing to unlock.
-    let out = ann.command(&["daemon"]).env("KITH_PASSPHRASE", kith_testkit::PASSPHRASE).output()?;
+    let out = ann
+        .command(&["daemon"])
+        .env("KITH_PASSPHRASE", kith_testkit::PASSPHRASE)
+        .output()?;
     assert_eq!(out.status.code(), Some(1));
     Ok(())
 }

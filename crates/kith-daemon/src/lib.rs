@@ -8,7 +8,10 @@
 //!   it is durable; only then does the request's answer go back (and the watch event out);
 //! - [`run`] ties them together and shuts them down in order on SIGINT/SIGTERM.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod node;
 mod server;
@@ -79,7 +82,9 @@ pub fn init_home(home: &Path, name: &str, passphrase: &[u8]) -> Result<MemberId,
 fn validate_member_name(name: &str) -> Result<String, DaemonError> {
     let name = name.trim();
     if name.is_empty() {
-        return Err(DaemonError::InvalidName("the name must not be empty".into()));
+        return Err(DaemonError::InvalidName(
+            "the name must not be empty".into(),
+        ));
     }
     let chars = name.chars().count();
     if chars > kith_core::MAX_MEMBER_NAME_CHARS {
@@ -141,12 +146,10 @@ pub async fn run(
     .await
     .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
-    let node = tokio::task::block_in_place(|| node::Node::load(store, home.clone(), config.listen))?;
-    tracing::info!(
-        member = %node.member_id(),
-        circles = node.circle_count(),
-        "store unlocked"
-    );
+    let node =
+        tokio::task::block_in_place(|| node::Node::load(store, home.clone(), config.listen))?;
+    // Logs carry counts, never names, ids or content: they may end up anywhere.
+    tracing::info!(circles = node.circle_count(), "store unlocked");
 
     let (stop_tx, stop_rx) = watch::channel(None::<Stopped>);
     let (request_tx, request_rx) = mpsc::channel(256);

@@ -88,7 +88,11 @@ impl From<CoreError> for Refusal {
 
 impl Node {
     /// Rebuilds every circle from the store.
-    pub(crate) fn load(store: Store, home: PathBuf, listen: Vec<String>) -> Result<Node, DaemonError> {
+    pub(crate) fn load(
+        store: Store,
+        home: PathBuf,
+        listen: Vec<String>,
+    ) -> Result<Node, DaemonError> {
         let identity = DeviceIdentity::from_secret(&store.identity_secret()?);
         let member_id = identity.member_id();
         let name = store.member_name()?;
@@ -107,7 +111,10 @@ impl Node {
                     own_head = Some((envelope.header.seq, envelope.hash()));
                 }
                 let Some(key) = keys.get(&envelope.header.epoch) else {
-                    tracing::warn!(epoch = envelope.header.epoch, "no key for a stored envelope; skipped");
+                    tracing::warn!(
+                        epoch = envelope.header.epoch,
+                        "no key for a stored envelope; skipped"
+                    );
                     continue;
                 };
                 let plaintext = envelope
@@ -140,10 +147,6 @@ impl Node {
             writer,
             circles,
         })
-    }
-
-    pub(crate) fn member_id(&self) -> MemberId {
-        self.member_id
     }
 
     pub(crate) fn circle_count(&self) -> usize {
@@ -219,8 +222,10 @@ impl Node {
                 let mood: Mood = mood.parse()?;
                 let index = self.circle_index(circle.as_deref())?;
                 let id = ItemId::from_random(rand::random());
-                self.edit(index, &id, |doc, now| doc.checkin(&id, mood, note.as_deref(), now))
-                    .map(|o| o.answer_created(&id))
+                self.edit(index, &id, |doc, now| {
+                    doc.checkin(&id, mood, note.as_deref(), now)
+                })
+                .map(|o| o.answer_created(&id))
             }
             Request::Ask {
                 circle,
@@ -244,9 +249,7 @@ impl Node {
                     .map(|o| o.answer_created(&id))
             }
             Request::Claim { item } => self.edit_item(&item, |doc, id, now| doc.claim(id, now)),
-            Request::Unclaim { item } => {
-                self.edit_item(&item, |doc, id, now| doc.unclaim(id, now))
-            }
+            Request::Unclaim { item } => self.edit_item(&item, |doc, id, now| doc.unclaim(id, now)),
             Request::Done { item } => self.edit_item(&item, |doc, id, now| doc.done(id, now)),
             Request::Cancel { item } => self.edit_item(&item, |doc, id, now| doc.cancel(id, now)),
             Request::Reply { item, text } => {
@@ -264,7 +267,9 @@ impl Node {
                 let c = self.circle_at(index)?;
                 let item = views::item(c.id, &c.doc, id.as_str())
                     .ok_or_else(|| CoreError::UnknownItem(id.as_str().to_string()))?;
-                Ok(Outcome::Reply(Reply::Item { item }))
+                Ok(Outcome::Reply(Reply::Item {
+                    item: Box::new(item),
+                }))
             }
             Request::Watch { circle } => {
                 let c = self.circle(circle.as_deref())?;
@@ -275,13 +280,13 @@ impl Node {
             Request::Export { circle } => {
                 let c = self.circle(circle.as_deref())?;
                 Ok(Outcome::Reply(Reply::Export {
-                    export: ExportInfo {
+                    export: Box::new(ExportInfo {
                         format: "kith-export-v1".into(),
                         exported_at: views::rfc3339(now_ms()),
                         circle: circle_info(c),
                         members: views::members(&c.doc, &self.member_id),
                         items: views::items(c.id, &c.doc, None),
-                    },
+                    }),
                 }))
             }
             Request::Wipe => {
@@ -293,7 +298,7 @@ impl Node {
     }
 
     fn status(&self) -> Reply {
-        Reply::Status(StatusInfo {
+        Reply::Status(Box::new(StatusInfo {
             running: true,
             version: env!("CARGO_PKG_VERSION").to_string(),
             member_id: self.member_id.to_string(),
@@ -306,7 +311,7 @@ impl Node {
             requested_listen: self.listen.clone(),
             circles: self.circles.iter().map(circle_info).collect(),
             connected_peers: Vec::new(),
-        })
+        }))
     }
 
     /// Founds a circle: its record (with the first epoch key) is made durable first, then the
@@ -331,7 +336,7 @@ impl Node {
         });
         let index = self.circles.len() - 1;
         let envelope = self.seal(index, &genesis)?;
-        tracing::info!(circle = %id, "circle founded");
+        tracing::info!(circles = self.circles.len(), "circle founded");
         Ok(Outcome::Write {
             envelope,
             answer: Reply::Created { id: id.to_string() },
@@ -375,9 +380,10 @@ impl Node {
     /// Seals `change` as this member's next envelope in circle `index`.
     fn seal(&mut self, index: usize, change: &[u8]) -> Result<Envelope, Refusal> {
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
-        let key = circle.keys.get(&circle.epoch).ok_or_else(|| {
-            Refusal(ErrorKind::Internal, "no key for the circle's epoch".into())
-        })?;
+        let key = circle
+            .keys
+            .get(&circle.epoch)
+            .ok_or_else(|| Refusal(ErrorKind::Internal, "no key for the circle's epoch".into()))?;
         let (seq, prev) = match circle.own_head {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, [0u8; 32]),
@@ -425,7 +431,11 @@ impl Node {
             .collect();
         let matches = if by_id.is_empty() {
             (0..self.circles.len())
-                .filter(|&i| self.circles.get(i).is_some_and(|c| c.doc.name() == selector))
+                .filter(|&i| {
+                    self.circles
+                        .get(i)
+                        .is_some_and(|c| c.doc.name() == selector)
+                })
                 .collect()
         } else {
             by_id
@@ -470,6 +480,8 @@ impl Node {
 }
 
 /// What a request leads to.
+// Lives for one request and is moved once; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     /// Answer at once.
     Reply(Reply),
@@ -485,7 +497,9 @@ impl Outcome {
     /// A new item answers with its id rather than "done".
     fn answer_created(self, id: &ItemId) -> Outcome {
         match self {
-            Outcome::Write { envelope, event, .. } => Outcome::Write {
+            Outcome::Write {
+                envelope, event, ..
+            } => Outcome::Write {
                 envelope,
                 answer: Reply::Created {
                     id: id.as_str().to_string(),
@@ -527,4 +541,3 @@ pub(crate) async fn run(
     }
     node.store
 }
-

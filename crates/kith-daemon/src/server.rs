@@ -4,12 +4,7 @@
 //! A malformed request gets an error answer and the connection stays usable; a frame that
 //! breaks the framing (too large, cut off) closes that connection. Neither touches the node.
 
-use std::{
-    os::unix::fs::PermissionsExt,
-    path::Path,
-    sync::Arc,
-    time::Duration,
-};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
 
 use kith_ipc::{
     ErrorKind, ErrorReply, Event, FrameError, MAX_REQUEST_LEN, Reply, Request, Response,
@@ -132,7 +127,10 @@ async fn serve_connection(
             Err(e) => {
                 tracing::warn!("malformed control request refused");
                 let message = format!("malformed request: {e}");
-                if answer_error(&mut stream, ErrorKind::Usage, message).await.is_err() {
+                if answer_error(&mut stream, ErrorKind::Usage, message)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -182,7 +180,7 @@ async fn stream_events(
     loop {
         let event = tokio::select! {
             received = subscription.recv() => match received {
-                Ok(event) if event.circle.to_string() == circle => Event::Item { item: event.item },
+                Ok(event) if event.circle.to_string() == circle => Event::Item { item: Box::new(event.item) },
                 Ok(_) => continue,
                 Err(broadcast::error::RecvError::Lagged(missed)) => Event::Lagged { missed },
                 Err(broadcast::error::RecvError::Closed) => return,

@@ -50,8 +50,7 @@ impl Client {
 
     /// Sends one request and waits for its answer.
     pub async fn request(&mut self, request: &Request) -> Result<Reply, ClientError> {
-        let body =
-            serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let body = serde_json::to_vec(request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         write_frame(&mut self.stream, &body).await?;
         let frame = read_frame(&mut self.stream, MAX_RESPONSE_LEN)
             .await?

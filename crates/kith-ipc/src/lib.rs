@@ -8,7 +8,10 @@
 //! Both sides bound what they read: the daemon refuses request frames over
 //! [`MAX_REQUEST_LEN`], the client refuses response frames over [`MAX_RESPONSE_LEN`].
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
 
 mod client;
 mod frame;

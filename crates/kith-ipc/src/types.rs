@@ -77,18 +77,34 @@ pub enum Response {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
-    Status(StatusInfo),
+    Status(Box<StatusInfo>),
     /// A new circle or item; printed once it is durable.
-    Created { id: String },
+    Created {
+        id: String,
+    },
     /// An edit is durable.
-    Done { id: String },
-    Circles { circles: Vec<CircleInfo> },
-    Members { members: Vec<MemberInfo> },
-    Items { items: Vec<ItemInfo> },
-    Item { item: ItemInfo },
-    Export { export: ExportInfo },
+    Done {
+        id: String,
+    },
+    Circles {
+        circles: Vec<CircleInfo>,
+    },
+    Members {
+        members: Vec<MemberInfo>,
+    },
+    Items {
+        items: Vec<ItemInfo>,
+    },
+    Item {
+        item: Box<ItemInfo>,
+    },
+    Export {
+        export: Box<ExportInfo>,
+    },
     /// Events follow on this connection.
-    Watching { circle: String },
+    Watching {
+        circle: String,
+    },
     Wiping,
 }
 
@@ -218,7 +234,7 @@ pub struct ExportInfo {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// An item was created or changed (a claim, a reply, a status).
-    Item { item: ItemInfo },
+    Item { item: Box<ItemInfo> },
     /// The watcher fell behind and missed `missed` events; a `feed` catches up.
     Lagged { missed: u64 },
 }

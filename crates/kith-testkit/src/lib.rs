@@ -123,7 +123,10 @@ impl Node {
 
     /// Runs `kith ARGS` with the passphrase in the environment.
     pub fn run_with_passphrase(&self, args: &[&str]) -> Result<Output> {
-        Ok(self.command(args).env("KITH_PASSPHRASE", PASSPHRASE).output()?)
+        Ok(self
+            .command(args)
+            .env("KITH_PASSPHRASE", PASSPHRASE)
+            .output()?)
     }
 
     /// Runs `kith ARGS`, requires exit 0, returns stdout trimmed.
@@ -169,13 +172,13 @@ impl Node {
         self.daemon = Some(child);
         let name = self.name.clone();
         wait_until(STARTUP, &format!("{name}'s daemon to answer"), || {
-            if let Some(child) = self.daemon.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    return Some(Err(anyhow!(
-                        "{name}'s daemon exited with {status} during startup: {}",
-                        self.log()
-                    )));
-                }
+            if let Some(child) = self.daemon.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                return Some(Err(anyhow!(
+                    "{name}'s daemon exited with {status} during startup: {}",
+                    self.log()
+                )));
             }
             let status = self.run(&["status"]).ok()?;
             status.status.success().then_some(Ok(()))
@@ -197,7 +200,9 @@ impl Node {
 
     /// Sends a signal with the system `kill` command.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.pid().ok_or_else(|| anyhow!("{} runs no daemon", self.name))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow!("{} runs no daemon", self.name))?;
         let status = Command::new("kill")
             .args([format!("-{signal}"), pid.to_string()])
             .status()?;
@@ -278,7 +283,9 @@ impl Node {
         Ok(self
             .home_files()?
             .into_iter()
-            .filter(|(_, bytes)| !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle))
+            .filter(|(_, bytes)| {
+                !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle)
+            })
             .map(|(path, _)| path)
             .collect())
     }
