@@ -1,0 +1,492 @@
+//! One circle's automerge document, read and edited as the local member.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ReadDoc};
+use autosurgeon::{reconcile, reconcile_prop};
+
+use crate::feed::{Feed, Touched, child_map};
+use crate::schema::{
+    CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, MEMBERS, MemberDoc, REPLIES, REQUESTS,
+    ReplyDoc, RequestDoc, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN, UPDATED_AT,
+};
+use crate::types::in_alphabet;
+use crate::{
+    CoreError, ItemId, ItemView, MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS, MAX_MEMBER_NAME_CHARS,
+    MAX_NOTE_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS, MemberView, Mood, NewRequest, Role,
+    actor_for_member, rules,
+};
+
+/// Chunk type byte of an uncompressed change (after 4 magic and 4 checksum bytes).
+const CHUNK_TYPE_CHANGE: u8 = 1;
+
+/// One circle's document, edited as the local member `me`.
+#[derive(Debug)]
+pub struct Circle {
+    pub(crate) doc: AutoCommit,
+    /// Member id of the local member; its actor signs every local change.
+    me: String,
+    /// Received changes whose dependencies have not arrived. Kept here rather than in
+    /// automerge's own queue so that a change automerge cannot apply is found and dropped
+    /// when it becomes ready, instead of poisoning every later batch.
+    pending: Vec<Change>,
+    /// The document as read, refreshed key by key after every write (see `feed`).
+    feed: Feed,
+}
+
+fn doc_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Document(e.to_string())
+}
+
+/// Parses one change as received. Refuses compressed chunks (a small envelope could inflate
+/// into gigabytes, and no member writes them) and a wrong checksum, which automerge does not
+/// check when parsing a single change.
+fn parse_change(bytes: &[u8]) -> Result<Change, CoreError> {
+    if bytes.get(8) != Some(&CHUNK_TYPE_CHANGE) {
+        return Err(CoreError::Document(
+            "not an uncompressed automerge change".into(),
+        ));
+    }
+    let change = Change::try_from(bytes).map_err(|e| doc_err(format_args!("bad change: {e}")))?;
+    if bytes.get(4..8) != change.hash().0.get(..4) {
+        return Err(CoreError::Document("bad change: checksum mismatch".into()));
+    }
+    Ok(change)
+}
+
+impl Circle {
+    fn empty(me: &str) -> Result<Circle, CoreError> {
+        let actor = actor_for_member(me)?;
+        Ok(Circle {
+            doc: AutoCommit::new().with_actor(ActorId::from(actor)),
+            me: me.to_string(),
+            pending: Vec::new(),
+            feed: Feed::default(),
+        })
+    }
+
+    /// A new circle with `founder` as its first steward. Returns the genesis change, which
+    /// every member applies before anything else.
+    pub fn found(
+        founder_id: &str,
+        founder_name: &str,
+        circle_name: &str,
+        now: i64,
+    ) -> Result<(Circle, Vec<u8>), CoreError> {
+        let name = rules::check_text("circle name", circle_name, MAX_CIRCLE_NAME_CHARS)?;
+        let founder_name = rules::check_text("member name", founder_name, MAX_MEMBER_NAME_CHARS)?;
+        let mut circle = Circle::empty(founder_id)?;
+        let founder = MemberDoc {
+            name: founder_name,
+            role: Role::Steward.as_str().to_string(),
+            joined_at: now,
+        };
+        let genesis = Genesis {
+            name,
+            members: BTreeMap::from([(founder_id.to_string(), founder)]),
+            checkins: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            replies: BTreeMap::new(),
+        };
+        let change = circle.write(Touched::All, |doc| {
+            reconcile(doc, &genesis).map_err(doc_err)
+        })?;
+        Ok((circle, change))
+    }
+
+    /// Rebuilds a circle from its stored changes (applied in one batch), editing as `me`.
+    ///
+    /// Fails if any change is refused. To keep a circle whose store holds a bad change,
+    /// load with no changes and call [`Circle::apply_changes`], which keeps the good ones.
+    pub fn load(me: &str, changes: &[Vec<u8>]) -> Result<Circle, CoreError> {
+        let mut circle = Circle::empty(me)?;
+        circle.apply_changes(changes)?;
+        Ok(circle)
+    }
+
+    /// Applies changes received from others, in one automerge batch when all is well.
+    /// Changes whose dependencies have not arrived wait inside the circle and are applied
+    /// when they do.
+    ///
+    /// Each change stands alone: one that does not parse, or that automerge refuses (or
+    /// panics on: a hostile member can craft such changes), is dropped, every other change
+    /// is applied, and the result is `CoreError::Document` saying how many were refused.
+    /// The document is never left half-changed by a refused change.
+    pub fn apply_changes(&mut self, changes: &[Vec<u8>]) -> Result<(), CoreError> {
+        let mut refused = Vec::new();
+        for bytes in changes {
+            match parse_change(bytes) {
+                Ok(change) => self.pending.push(change),
+                Err(e) => refused.push(e),
+            }
+        }
+        self.apply_ready(&mut refused);
+        self.refresh_after_apply();
+        match refused.first() {
+            None => Ok(()),
+            Some(first) => Err(CoreError::Document(format!(
+                "refused {} change(s); first: {first}",
+                refused.len()
+            ))),
+        }
+    }
+
+    /// Applies every pending change whose dependencies are present, isolating and dropping
+    /// the ones automerge cannot apply.
+    fn apply_ready(&mut self, refused: &mut Vec<CoreError>) {
+        loop {
+            let ready = self.take_ready();
+            if ready.is_empty() {
+                return;
+            }
+            if self.try_apply(ready.clone()).is_ok() {
+                continue;
+            }
+            // Something in the batch is bad: one change at a time, in dependency order.
+            for change in ready {
+                let deps = change.deps().to_vec();
+                if !self.doc.get_missing_deps(&deps).is_empty() {
+                    // A dependency was refused; this one can never apply.
+                    self.pending.push(change);
+                } else if let Err(e) = self.try_apply(vec![change]) {
+                    refused.push(e);
+                }
+            }
+        }
+    }
+
+    /// Removes from `pending`, in dependency order, the changes that can be applied now:
+    /// their dependencies are in the document or earlier in the returned list. Changes
+    /// already in the document, and duplicates, are dropped.
+    fn take_ready(&mut self) -> Vec<Change> {
+        let mut by_hash: HashMap<ChangeHash, Change> = HashMap::new();
+        for change in std::mem::take(&mut self.pending) {
+            by_hash.entry(change.hash()).or_insert(change);
+        }
+        let hashes: Vec<ChangeHash> = by_hash.keys().copied().collect();
+        let absent: HashSet<ChangeHash> = self.doc.get_missing_deps(&hashes).into_iter().collect();
+        by_hash.retain(|h, _| absent.contains(h));
+        let deps: Vec<ChangeHash> = by_hash
+            .values()
+            .flat_map(|c| c.deps().iter().copied())
+            .collect();
+        let missing: HashSet<ChangeHash> = self.doc.get_missing_deps(&deps).into_iter().collect();
+
+        // Kahn's algorithm over the pending changes.
+        let mut waiting_on: HashMap<ChangeHash, usize> = HashMap::new();
+        let mut dependents: HashMap<ChangeHash, Vec<ChangeHash>> = HashMap::new();
+        let mut queue = VecDeque::new();
+        for (hash, change) in &by_hash {
+            let mut n = 0;
+            for dep in change.deps().iter().filter(|d| missing.contains(*d)) {
+                dependents.entry(*dep).or_default().push(*hash);
+                n += 1;
+            }
+            if n == 0 {
+                queue.push_back(*hash);
+            } else {
+                waiting_on.insert(*hash, n);
+            }
+        }
+        let mut ready = Vec::new();
+        while let Some(hash) = queue.pop_front() {
+            let Some(change) = by_hash.remove(&hash) else {
+                continue;
+            };
+            ready.push(change);
+            for dependent in dependents.remove(&hash).unwrap_or_default() {
+                if let Some(n) = waiting_on.get_mut(&dependent) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        waiting_on.remove(&dependent);
+                        queue.push_back(dependent);
+                    }
+                }
+            }
+        }
+        self.pending = by_hash.into_values().collect();
+        ready
+    }
+
+    /// Applies `changes` (all ready) to a copy of the document and keeps the copy only if
+    /// automerge neither errs nor panics: its batch code unwraps on some malformed input.
+    fn try_apply(&mut self, changes: Vec<Change>) -> Result<(), CoreError> {
+        let mut copy = self.doc.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(move || {
+            copy.apply_changes(changes).map(|()| copy)
+        }));
+        match outcome {
+            Ok(Ok(copy)) => {
+                self.doc = copy;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(doc_err(format_args!("change not applied: {e}"))),
+            Err(_) => Err(CoreError::Document(
+                "change not applied: malformed operations".into(),
+            )),
+        }
+    }
+
+    /// Brings the feed up to date with what the last apply changed, using automerge's
+    /// indexed diff; the first time (a fresh load), reads everything instead.
+    fn refresh_after_apply(&mut self) {
+        let touched = if self.doc.diff_cursor().is_empty() {
+            Touched::All
+        } else {
+            Feed::touched_by(&self.doc.diff_incremental())
+        };
+        self.feed.refresh(&self.doc, touched);
+        self.doc.update_diff_cursor();
+    }
+
+    /// The local member's id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn name(&self) -> String {
+        self.feed.name().to_string()
+    }
+
+    /// The roster, oldest member first. Entries with an invalid id or unreadable fields are
+    /// left out.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.feed.members().to_vec()
+    }
+
+    /// Items newest first (ties by id). Items whose author is not in the roster, or whose
+    /// fields cannot be read, are skipped rather than failing the whole feed.
+    pub fn items(&self) -> Vec<ItemView> {
+        self.feed.items()
+    }
+
+    /// One item with its claims and replies, by its full id.
+    pub fn item(&self, id: &str) -> Option<ItemView> {
+        self.feed.get(id).map(|item| self.feed.with_replies(item))
+    }
+
+    /// Finds the item a full id or unambiguous prefix names. Only readable check-ins and
+    /// requests count; reply ids are not items.
+    pub fn resolve_item(&self, id_or_prefix: &str) -> Result<ItemId, CoreError> {
+        let unknown = || CoreError::UnknownItem(id_or_prefix.to_string());
+        let prefix = id_or_prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(in_alphabet) {
+            return Err(unknown());
+        }
+        let mut found = self.feed.ids_with_prefix(&prefix);
+        match (found.next(), found.next()) {
+            (Some(id), None) => ItemId::parse(id),
+            (Some(_), Some(_)) => Err(CoreError::AmbiguousItem(id_or_prefix.to_string())),
+            (None, _) => Err(unknown()),
+        }
+    }
+
+    fn root_map(&self, key: &str) -> Option<ObjId> {
+        child_map(&self.doc, &automerge::ROOT, key)
+    }
+
+    /// A root container for writing. Missing only before the genesis change is applied.
+    fn container(&self, key: &str) -> Result<ObjId, CoreError> {
+        self.root_map(key).ok_or_else(|| {
+            CoreError::Document("the circle's genesis change has not been applied".into())
+        })
+    }
+
+    /// Refuses an id already used by any item or reply, so an edit never overwrites.
+    fn require_unused(&self, id: &ItemId) -> Result<(), CoreError> {
+        for key in [CHECKINS, REQUESTS, REPLIES] {
+            let map = self.container(key)?;
+            if self.doc.get(&map, id.as_str()).map_err(doc_err)?.is_some() {
+                return Err(CoreError::IdInUse(id.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The item `id` for an edit, or UnknownItem.
+    fn existing_item(&self, id: &ItemId) -> Result<&ItemView, CoreError> {
+        self.feed
+            .get(id.as_str())
+            .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
+    }
+
+    /// The request object `id` for an edit.
+    fn request_obj(&self, id: &ItemId) -> Result<ObjId, CoreError> {
+        child_map(&self.doc, &self.container(REQUESTS)?, id.as_str())
+            .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
+    }
+
+    /// Runs one edit as one change, committed with time 0 (times live in fields, and a
+    /// commit time would tell a seized disk more than the item does). On error nothing stays.
+    fn write(
+        &mut self,
+        touched: Touched,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<(), CoreError>,
+    ) -> Result<Vec<u8>, CoreError> {
+        if let Err(e) = edit(&mut self.doc) {
+            self.doc.rollback();
+            return Err(e);
+        }
+        let hash = self
+            .doc
+            .commit_with(CommitOptions::default().with_time(0))
+            .ok_or_else(|| CoreError::Document("the edit wrote nothing".into()))?;
+        let change = self
+            .doc
+            .get_change_by_hash(&hash)
+            .ok_or_else(|| CoreError::Document("the committed change is missing".into()))?;
+        // The edit says what it touched: no diff needed.
+        self.feed.refresh(&self.doc, touched);
+        self.doc.update_diff_cursor();
+        Ok(change.raw_bytes().to_vec())
+    }
+
+    /// A steward adds a member to the roster, which is what makes their items, claims and
+    /// replies readable by everyone.
+    pub fn add_member(
+        &mut self,
+        id: &str,
+        name: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        actor_for_member(id)?;
+        let name = rules::check_text("member name", name, MAX_MEMBER_NAME_CHARS)?;
+        rules::check_add_member(&self.members(), &self.me, id)?;
+        let members = self.container(MEMBERS)?;
+        let member = MemberDoc {
+            name,
+            role: role.as_str().to_string(),
+            joined_at: now,
+        };
+        self.write(Touched::All, |doc| {
+            reconcile_prop(doc, &members, id, &member).map_err(doc_err)
+        })
+    }
+
+    pub fn checkin(
+        &mut self,
+        id: &ItemId,
+        mood: Mood,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let note = rules::check_optional_text("note", note, MAX_NOTE_CHARS)?;
+        self.require_unused(id)?;
+        let checkins = self.container(CHECKINS)?;
+        let checkin = CheckinDoc {
+            mood: mood.value(),
+            note,
+            created_at: now,
+        };
+        let touched = Touched::Keys(vec![(CHECKINS, id.to_string())]);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &checkins, id.as_str(), &checkin).map_err(doc_err)
+        })
+    }
+
+    pub fn ask(
+        &mut self,
+        id: &ItemId,
+        request: &NewRequest,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let title = rules::check_text("title", &request.title, MAX_TITLE_CHARS)?;
+        let details =
+            rules::check_optional_text("details", request.details.as_deref(), MAX_DETAILS_CHARS)?;
+        self.require_unused(id)?;
+        let requests = self.container(REQUESTS)?;
+        let doc_request = RequestDoc {
+            kind: request.kind.as_str().to_string(),
+            title,
+            details,
+            needed_by: request.needed_by,
+            urgent: request.urgent,
+            status: STATUS_OPEN.to_string(),
+            created_at: now,
+            updated_at: now,
+            claims: BTreeMap::new(),
+        };
+        let touched = Touched::Keys(vec![(REQUESTS, id.to_string())]);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &requests, id.as_str(), &doc_request).map_err(doc_err)
+        })
+    }
+
+    pub fn claim(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        rules::check_claim(self.existing_item(id)?, &self.me)?;
+        let claims = self.claims_obj(id)?;
+        let me = self.me.clone();
+        self.write(request_touched(id), |doc| {
+            // A leftover entry not created by us (so not counted) must not be reused: the
+            // claim object has to be ours for the claim to count.
+            if doc.get(&claims, &me).map_err(doc_err)?.is_some() {
+                doc.delete(&claims, &me).map_err(doc_err)?;
+            }
+            reconcile_prop(doc, &claims, me.as_str(), &ClaimDoc { at: now }).map_err(doc_err)
+        })
+    }
+
+    /// Withdraws the local member's claim. The claim's key goes; the request's own times are
+    /// the author's to write.
+    pub fn unclaim(&mut self, id: &ItemId, _now: i64) -> Result<Vec<u8>, CoreError> {
+        rules::check_unclaim(self.existing_item(id)?, &self.me)?;
+        let claims = self.claims_obj(id)?;
+        let me = self.me.clone();
+        self.write(request_touched(id), |doc| {
+            doc.delete(&claims, &me).map_err(doc_err)
+        })
+    }
+
+    pub fn done(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.close(id, STATUS_FULFILLED, now)
+    }
+
+    pub fn cancel(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.close(id, STATUS_CANCELLED, now)
+    }
+
+    fn close(&mut self, id: &ItemId, status: &str, now: i64) -> Result<Vec<u8>, CoreError> {
+        rules::check_close(self.existing_item(id)?, &self.me)?;
+        let request = self.request_obj(id)?;
+        let status = status.to_string();
+        self.write(request_touched(id), |doc| {
+            reconcile_prop(doc, &request, STATUS, &status).map_err(doc_err)?;
+            reconcile_prop(doc, &request, UPDATED_AT, now).map_err(doc_err)
+        })
+    }
+
+    pub fn reply(
+        &mut self,
+        item: &ItemId,
+        reply_id: &ItemId,
+        text: &str,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let text = rules::check_text("reply", text, MAX_REPLY_CHARS)?;
+        rules::check_reply(self.feed.get(item.as_str()), item.as_str())?;
+        self.require_unused(reply_id)?;
+        let replies = self.container(REPLIES)?;
+        let reply = ReplyDoc {
+            item: item.to_string(),
+            text,
+            created_at: now,
+        };
+        let touched = Touched::Keys(vec![(REPLIES, reply_id.to_string())]);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &replies, reply_id.as_str(), &reply).map_err(doc_err)
+        })
+    }
+
+    fn claims_obj(&self, id: &ItemId) -> Result<ObjId, CoreError> {
+        child_map(&self.doc, &self.request_obj(id)?, CLAIMS)
+            .ok_or_else(|| CoreError::Document(format!("request {id} has no claims map")))
+    }
+}
+
+/// What an edit of request `id` touches.
+fn request_touched(id: &ItemId) -> Touched {
+    Touched::Keys(vec![(REQUESTS, id.to_string())])
+}

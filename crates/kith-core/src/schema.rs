@@ -1,0 +1,117 @@
+//! The document's schema: private structs mapped with autosurgeon, with one- or two-letter
+//! keys because every key is spelled out in every change that writes it (a short check-in
+//! must stay near 150 bytes). docs/document.md lists the keys with their full names.
+//!
+//! Enum-like fields are stored as plain strings and numbers and parsed leniently on read,
+//! so that a newer or hostile writer never makes reading fail as a whole.
+
+use std::collections::BTreeMap;
+
+use autosurgeon::{Hydrate, HydrateError, Prop, ReadDoc, Reconcile};
+
+/// Root keys. Every one of them is created in the genesis change, so no two members ever
+/// create the same container concurrently (which would make one of them lose).
+pub(crate) const NAME: &str = "n";
+pub(crate) const MEMBERS: &str = "m";
+pub(crate) const CHECKINS: &str = "c";
+pub(crate) const REQUESTS: &str = "q";
+pub(crate) const REPLIES: &str = "r";
+
+/// Key of a request's claims map, inside the request.
+pub(crate) const CLAIMS: &str = "l";
+/// Keys of a request's status and updated time, written by done/cancel.
+pub(crate) const STATUS: &str = "s";
+pub(crate) const UPDATED_AT: &str = "e";
+
+pub(crate) const STATUS_OPEN: &str = "open";
+pub(crate) const STATUS_FULFILLED: &str = "fulfilled";
+pub(crate) const STATUS_CANCELLED: &str = "cancelled";
+
+/// What the founder writes in the genesis change: every container the document will have.
+#[derive(Debug, Reconcile)]
+pub(crate) struct Genesis {
+    #[autosurgeon(rename = "n")]
+    pub name: String,
+    #[autosurgeon(rename = "m")]
+    pub members: BTreeMap<String, MemberDoc>,
+    #[autosurgeon(rename = "c")]
+    pub checkins: BTreeMap<String, CheckinDoc>,
+    #[autosurgeon(rename = "q")]
+    pub requests: BTreeMap<String, RequestDoc>,
+    #[autosurgeon(rename = "r")]
+    pub replies: BTreeMap<String, ReplyDoc>,
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct MemberDoc {
+    #[autosurgeon(rename = "n")]
+    pub name: String,
+    /// "steward" or "member".
+    #[autosurgeon(rename = "r")]
+    pub role: String,
+    #[autosurgeon(rename = "j")]
+    pub joined_at: i64,
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct CheckinDoc {
+    /// 1..=5; anything else makes the check-in unreadable and it is skipped.
+    #[autosurgeon(rename = "m")]
+    pub mood: u8,
+    #[autosurgeon(rename = "n", missing = "Default::default")]
+    pub note: Option<String>,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct RequestDoc {
+    /// A `HelpKind` word; unknown words read as `Other`.
+    #[autosurgeon(rename = "k")]
+    pub kind: String,
+    #[autosurgeon(rename = "t")]
+    pub title: String,
+    #[autosurgeon(rename = "d", missing = "Default::default")]
+    pub details: Option<String>,
+    #[autosurgeon(rename = "b", missing = "Default::default")]
+    pub needed_by: Option<i64>,
+    #[autosurgeon(rename = "u", missing = "Default::default")]
+    pub urgent: bool,
+    /// "open", "fulfilled" or "cancelled"; "claimed" is derived, never stored.
+    #[autosurgeon(rename = "s")]
+    pub status: String,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+    #[autosurgeon(rename = "e")]
+    pub updated_at: i64,
+    /// Member id → claim. Created (empty) in the request's own change, so that claimers only
+    /// ever add keys to it. Read separately, because each claim's writer must be checked.
+    #[autosurgeon(rename = "l", hydrate = "skip_claims")]
+    pub claims: BTreeMap<String, ClaimDoc>,
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct ClaimDoc {
+    #[autosurgeon(rename = "a")]
+    pub at: i64,
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct ReplyDoc {
+    /// The item id replied to.
+    #[autosurgeon(rename = "i")]
+    pub item: String,
+    #[autosurgeon(rename = "t")]
+    pub text: String,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+}
+
+/// Claims are read one by one with their writer's actor (see `feed::read_claims`).
+fn skip_claims<D: ReadDoc>(
+    _doc: &D,
+    _obj: &automerge::ObjId,
+    _prop: Prop<'_>,
+) -> Result<BTreeMap<String, ClaimDoc>, HydrateError> {
+    Ok(BTreeMap::new())
+}

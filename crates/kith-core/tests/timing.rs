@@ -1,0 +1,130 @@
+//! How long reading and applying take as a circle grows. Ignored by default; run with
+//! `cargo test -p kith-core --release --test timing -- --ignored --nocapture`.
+
+use std::time::{Duration, Instant};
+
+use kith_core::{Circle, HelpKind, ItemId, Mood, NewRequest, Role, member_id};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn member(n: u8) -> String {
+    member_id(&[n; 32])
+}
+
+fn iid(n: u64) -> ItemId {
+    ItemId::from_random(n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes())
+}
+
+fn time<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
+    let start = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(f());
+    }
+    start.elapsed() / runs
+}
+
+/// `n` items by three members: 60% check-ins, 40% requests (a third of them claimed),
+/// and a reply on every third item.
+fn circle_with(n: u64) -> (Circle, Vec<Vec<u8>>) {
+    let (mut ann, genesis) = Circle::found(&member(1), "Ann", "Circle", T0).unwrap();
+    let mut log = vec![genesis];
+    log.push(ann.add_member(&member(2), "Bob", Role::Member, T0).unwrap());
+    let mut bob = Circle::load(&member(2), &log).unwrap();
+    let req = NewRequest {
+        kind: HelpKind::Meals,
+        title: "Soup on Thursday".into(),
+        details: None,
+        needed_by: None,
+        urgent: false,
+    };
+    let mut ann_new = Vec::new();
+    let mut bob_new = Vec::new();
+    for i in 0..n {
+        let now = T0 + i64::try_from(i).unwrap() * 1000;
+        let id = iid(i);
+        let (author, out) = if i % 2 == 0 {
+            (&mut ann, &mut ann_new)
+        } else {
+            (&mut bob, &mut bob_new)
+        };
+        if i % 5 < 3 {
+            out.push(
+                author
+                    .checkin(&id, Mood::Okay, Some("long day, ok now."), now)
+                    .unwrap(),
+            );
+        } else {
+            out.push(author.ask(&id, &req, now).unwrap());
+        }
+        if i % 3 == 0 {
+            out.push(
+                author
+                    .reply(&id, &iid(i + 1_000_000), "thinking of you", now)
+                    .unwrap(),
+            );
+        }
+        // Exchange now and then, so the other side can claim.
+        if i % 50 == 49 {
+            ann.apply_changes(&bob_new).unwrap();
+            bob.apply_changes(&ann_new).unwrap();
+            log.append(&mut ann_new);
+            log.append(&mut bob_new);
+            for j in (i - 49..=i).filter(|j| j % 5 >= 3 && j % 3 == 1) {
+                let (claimer, out) = if j % 2 == 0 {
+                    (&mut bob, &mut bob_new)
+                } else {
+                    (&mut ann, &mut ann_new)
+                };
+                out.push(claimer.claim(&iid(j), now).unwrap());
+            }
+        }
+    }
+    log.append(&mut ann_new);
+    log.append(&mut bob_new);
+    let everyone = Circle::load(&member(3), &log).unwrap();
+    (everyone, log)
+}
+
+#[test]
+#[ignore]
+fn timings() {
+    for n in [1_000u64, 10_000] {
+        let start = Instant::now();
+        let (circle, log) = circle_with(n);
+        let built = start.elapsed();
+        let items = circle.items();
+        assert_eq!(items.len(), usize::try_from(n).unwrap());
+        let bytes: usize = log.iter().map(Vec::len).sum();
+        let load = time(3, || Circle::load(&member(3), &log).unwrap());
+        let list = time(5, || circle.items());
+        let one = time(20, || circle.item(iid(n / 2).as_str()));
+        let resolve = time(20, || circle.resolve_item(&iid(n / 2).as_str()[..4]));
+        let mut c = Circle::load(&member(1), &log).unwrap();
+        let mut k = 0u64;
+        let edit = time(20, || {
+            k += 1;
+            c.checkin(&iid(5_000_000 + k), Mood::Good, None, T0)
+                .unwrap()
+        });
+        // Received one at a time, each ready (its dependencies already applied).
+        let mut writer = Circle::load(&member(1), &log).unwrap();
+        let fresh: Vec<Vec<u8>> = (0..20u64)
+            .map(|k| {
+                writer
+                    .checkin(&iid(6_000_000 + k), Mood::Good, None, T0)
+                    .unwrap()
+            })
+            .collect();
+        let mut other = Circle::load(&member(2), &log).unwrap();
+        let mut it = fresh.into_iter();
+        let apply_one = time(20, || other.apply_changes(&[it.next().unwrap()]).unwrap());
+        assert_eq!(other.items().len(), items.len() + 20);
+        eprintln!(
+            "{n} items ({} changes, {} KB raw): built in {built:.2?}; load {load:.2?}; items() {list:.2?}; \
+             item() {one:.2?}; resolve_item() {resolve:.2?}; local check-in {edit:.2?}; \
+             apply one received change {apply_one:.2?}",
+            log.len(),
+            bytes / 1024
+        );
+    }
+}
