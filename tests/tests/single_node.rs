@@ -474,3 +474,33 @@ fn wipe_without_a_daemon() -> Result<()> {
     assert!(!ann.home().join("keyfile").exists());
     Ok(())
 }
+
+#[test]
+fn a_damaged_store_gives_a_clear_error_and_is_left_untouched() -> Result<()> {
+    let mut ann = started("Ann")?;
+    ann.ok(&["circle", "create", "Family"])?;
+    for i in 0..50 {
+        ann.ok(&["checkin", "--mood", "okay", "--note", &format!("entry {i}")])?;
+    }
+    ann.stop()?;
+    let db = ann.home().join("store.db");
+    let mut bytes = std::fs::read(&db)?;
+    let middle = bytes.len() / 2;
+    for b in bytes.iter_mut().skip(middle).take(512) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, &bytes)?;
+    for damaged in [bytes.clone(), bytes[..bytes.len() / 3].to_vec()] {
+        std::fs::write(&db, &damaged)?;
+        let out = ann
+            .command(&["daemon"])
+            .env("KITH_PASSPHRASE", kith_testkit::PASSPHRASE)
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("error: ") && err.contains("damaged"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(std::fs::read(&db)?, damaged, "the damaged file was left as it was");
+    }
+    Ok(())
+}
