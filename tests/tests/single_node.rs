@@ -500,7 +500,11 @@ fn a_damaged_store_gives_a_clear_error_and_is_left_untouched() -> Result<()> {
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("error: ") && err.contains("damaged"), "{err}");
         assert!(!err.contains("panicked"), "{err}");
-        assert_eq!(std::fs::read(&db)?, damaged, "the damaged file was left as it was");
+        assert_eq!(
+            std::fs::read(&db)?,
+            damaged,
+            "the damaged file was left as it was"
+        );
     }
     Ok(())
 }
