@@ -86,7 +86,7 @@ fn circle_with(n: u64) -> (Circle, Vec<Vec<u8>>) {
 }
 
 #[test]
-#[ignore]
+#[ignore = "prints timings; run explicitly with --release -- --ignored --nocapture"]
 fn timings() {
     for n in [1_000u64, 10_000] {
         let start = Instant::now();

@@ -766,7 +766,7 @@ fn bytes_on_disk_per_check_in() {
 /// Appends per second, one at a time and in parallel. Run with
 /// `cargo test -p kith-store --release -- --ignored --nocapture throughput`.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check; run explicitly in release"]
 fn throughput() {
     let mut home = Home::new(17, "Pat");
     let store = home.open();
@@ -830,7 +830,7 @@ const CHILD_HOME: &str = "KITH_STORE_TEST_CHILD_HOME";
 /// Not a test on its own: the process that `acknowledged_writes_survive_kill_9` starts and
 /// kills. It appends until killed and prints each acknowledged seq.
 #[test]
-#[ignore]
+#[ignore = "the child process of acknowledged_writes_survive_kill_9, started by that test"]
 fn child_appender() {
     let Some(home) = std::env::var_os(CHILD_HOME) else {
         return;
