@@ -65,6 +65,14 @@ impl DeviceIdentity {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
+
+    /// The X25519 secret of the same key: the first half of SHA-512(seed), as in RFC 8032's
+    /// key expansion (x25519-dalek clamps it when used). Its public key is the Montgomery
+    /// form of the member id ([`x25519_public`]), so members need publish no second key.
+    pub(crate) fn x25519_secret(&self) -> x25519_dalek::StaticSecret {
+        let bytes = Zeroizing::new(self.key.to_scalar_bytes());
+        x25519_dalek::StaticSecret::from(*bytes)
+    }
 }
 
 /// Prints only the member id: the key itself must never reach a log.
@@ -89,6 +97,15 @@ fn verifying_key(member: &MemberId) -> Result<VerifyingKey, CryptoError> {
         return Err(BAD_KEY);
     }
     Ok(key)
+}
+
+/// The X25519 public key of `member`: the Montgomery form of its ed25519 key, after the same
+/// checks as for signatures (on the curve, canonical, not small order).
+pub(crate) fn x25519_public(member: &MemberId) -> Result<x25519_dalek::PublicKey, CryptoError> {
+    let key = verifying_key(member)?;
+    Ok(x25519_dalek::PublicKey::from(
+        key.to_montgomery().to_bytes(),
+    ))
 }
 
 /// Verify an ed25519 signature (strict) by `author` over `message`.

@@ -1,5 +1,6 @@
 //! Kith's cryptography: device identities, signed and encrypted envelopes, circle epoch
-//! keys, sealing of small secrets, and the passphrase KDF.
+//! keys and their wrapping for members, invite codes, sealing of small secrets, and the
+//! passphrase KDF.
 //!
 //! No I/O and no ambient randomness: every function that needs randomness takes an RNG,
 //! so tests can seed it. Every decoder of untrusted bytes returns an error instead of
@@ -14,6 +15,12 @@
 //! - Everything a member writes travels as an [`Envelope`]: XChaCha20-Poly1305 under the
 //!   epoch key with the header as associated data, then signed by the author. Each author's
 //!   envelopes in a circle form a hash chain through `seq` and `prev`.
+//! - Each epoch key reaches each member as a [`WrappedKey`] ([`wrap_epoch_key`]): X25519 on
+//!   the members' own ed25519 keys, an ephemeral key per wrap, HKDF-SHA256 and
+//!   XChaCha20-Poly1305, bound to circle, epoch, sender and recipient.
+//! - A person joins with an [`InviteCode`], one checksummed line (`kith1…`), and proves it
+//!   holds the invite with a [`JoinProof`] bound to the connection's two peer ids, never
+//!   sending the invite's secret.
 //!
 //! # Example
 //!
@@ -45,18 +52,25 @@
 mod envelope;
 mod id;
 mod identity;
+mod invite;
 mod kdf;
 mod secret;
 mod symmetric;
 #[cfg(test)]
 mod vectors;
+mod wrap;
 
 pub use envelope::{Envelope, EnvelopeHeader};
 pub use id::{CircleId, MemberId, decode_id, encode_id};
 pub use identity::{DeviceIdentity, sha256, verify_signature};
+pub use invite::{
+    INVITE_PREFIX, InviteCode, InviteError, JoinProof, MAX_INVITE_ADDRESS_LEN,
+    MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, invite_id, invite_verifier_key,
+};
 pub use kdf::{KdfParams, derive_key_from_passphrase, derive_subkey};
 pub use secret::{EpochKey, Secret};
 pub use symmetric::{open_random_nonce, open_with_nonce, seal_random_nonce, seal_with_nonce};
+pub use wrap::{WRAPPED_KEY_LEN, WrappedKey, unwrap_epoch_key, wrap_epoch_key};
 
 /// Printable-id alphabet shared by member ids, circle ids and item ids: RFC 4648 base32,
 /// lowercase, no padding.

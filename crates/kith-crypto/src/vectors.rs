@@ -269,6 +269,173 @@ impl AeadVector {
     }
 }
 
+/// An epoch key wrapped from one member to another, with the ephemeral secret the RNG gave.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct WrapVector {
+    // Inputs.
+    sender_secret_hex: String,
+    recipient_secret_hex: String,
+    circle: String,
+    epoch: u32,
+    epoch_key_hex: String,
+    ephemeral_secret_hex: String,
+    // Outputs.
+    sender: String,
+    recipient: String,
+    wrapped_hex: String,
+}
+
+impl WrapVector {
+    fn compute(
+        sender: [u8; 32],
+        recipient: [u8; 32],
+        circle: CircleId,
+        epoch: u32,
+        epoch_key: [u8; 32],
+        ephemeral: [u8; 32],
+    ) -> Self {
+        let sender_identity = DeviceIdentity::from_secret(&Secret::from_bytes(sender));
+        let recipient_identity = DeviceIdentity::from_secret(&Secret::from_bytes(recipient));
+        let key = EpochKey(Secret::from_bytes(epoch_key));
+        let wrapped = wrap_epoch_key(
+            &sender_identity,
+            &recipient_identity.member_id(),
+            &circle,
+            epoch,
+            &key,
+            &mut FixedRng(ephemeral.to_vec()),
+        )
+        .unwrap();
+        // Whatever is committed must also decode and open.
+        let encoded = wrapped.encode();
+        let decoded = WrappedKey::decode(&encoded).unwrap();
+        assert_eq!(
+            unwrap_epoch_key(
+                &recipient_identity,
+                &sender_identity.member_id(),
+                &circle,
+                epoch,
+                &decoded
+            ),
+            Ok(key)
+        );
+        Self {
+            sender_secret_hex: hex(&sender),
+            recipient_secret_hex: hex(&recipient),
+            circle: circle.to_string(),
+            epoch,
+            epoch_key_hex: hex(&epoch_key),
+            ephemeral_secret_hex: hex(&ephemeral),
+            sender: sender_identity.member_id().to_string(),
+            recipient: recipient_identity.member_id().to_string(),
+            wrapped_hex: hex(&encoded),
+        }
+    }
+
+    fn recompute(&self) -> Self {
+        Self::compute(
+            unhex_array(&self.sender_secret_hex),
+            unhex_array(&self.recipient_secret_hex),
+            self.circle.parse().unwrap(),
+            self.epoch,
+            unhex_array(&self.epoch_key_hex),
+            unhex_array(&self.ephemeral_secret_hex),
+        )
+    }
+}
+
+/// An invite code, what members store for it, and a join proof for one connection.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct InviteVector {
+    // Inputs.
+    circle: String,
+    inviter: String,
+    addresses: Vec<String>,
+    secret_hex: String,
+    expires_at: u64,
+    joiner_secret_hex: String,
+    admitter_secret_hex: String,
+    // Outputs.
+    code: String,
+    invite_id_hex: String,
+    verifier_key_hex: String,
+    joiner_peer_id: String,
+    admitter_peer_id: String,
+    join_proof_hex: String,
+}
+
+impl InviteVector {
+    #[allow(clippy::too_many_arguments)]
+    fn compute(
+        circle: CircleId,
+        inviter: MemberId,
+        addresses: Vec<String>,
+        secret: [u8; 16],
+        expires_at: u64,
+        joiner: [u8; 32],
+        admitter: [u8; 32],
+    ) -> Self {
+        let invite = InviteCode::new(
+            circle,
+            inviter,
+            addresses.clone(),
+            Secret::from_bytes(secret),
+            expires_at,
+        )
+        .unwrap();
+        let code = invite.encode();
+        assert_eq!(InviteCode::parse(&code), Ok(invite.clone()));
+        let joiner = DeviceIdentity::from_secret(&Secret::from_bytes(joiner));
+        let admitter = DeviceIdentity::from_secret(&Secret::from_bytes(admitter));
+        let proof = JoinProof::create(
+            invite.secret(),
+            &circle,
+            &joiner.peer_id(),
+            &admitter.peer_id(),
+        );
+        assert!(proof.verify(
+            &invite.verifier_key(),
+            &circle,
+            &joiner.peer_id(),
+            &admitter.peer_id()
+        ));
+        Self {
+            circle: circle.to_string(),
+            inviter: inviter.to_string(),
+            addresses,
+            secret_hex: hex(&secret),
+            expires_at,
+            joiner_secret_hex: hex(joiner.secret().expose_secret()),
+            admitter_secret_hex: hex(admitter.secret().expose_secret()),
+            code,
+            invite_id_hex: hex(&invite.id()),
+            verifier_key_hex: hex(invite.verifier_key().expose_secret()),
+            joiner_peer_id: joiner.peer_id().to_string(),
+            admitter_peer_id: admitter.peer_id().to_string(),
+            join_proof_hex: hex(&proof.0),
+        }
+    }
+
+    fn recompute(&self) -> Self {
+        let vector = Self::compute(
+            self.circle.parse().unwrap(),
+            self.inviter.parse().unwrap(),
+            self.addresses.clone(),
+            unhex_array(&self.secret_hex),
+            self.expires_at,
+            unhex_array(&self.joiner_secret_hex),
+            unhex_array(&self.admitter_secret_hex),
+        );
+        // The committed code, typed in upper case and broken over lines, reads the same.
+        let typed = self.code.to_uppercase().replace("KITH1", "KITH1\n");
+        assert_eq!(
+            InviteCode::parse(&typed).map(|invite| invite.encode()),
+            Ok(self.code.clone())
+        );
+        vector
+    }
+}
+
 /// Hands out fixed bytes, to feed a known nonce through the public `seal_random_nonce`.
 struct FixedRng(Vec<u8>);
 
@@ -381,6 +548,63 @@ fn generate_aead() -> Vec<AeadVector> {
     ]
 }
 
+fn generate_wraps() -> Vec<WrapVector> {
+    let mut rng = StdRng::seed_from_u64(0x6b69_7468_0006);
+    let alice = random(&mut rng);
+    let bob = random(&mut rng);
+    let circle = CircleId(random(&mut rng));
+    let key = random(&mut rng);
+    vec![
+        WrapVector::compute(alice, bob, circle, 0, key, random(&mut rng)),
+        WrapVector::compute(alice, alice, circle, 0, key, random(&mut rng)),
+        WrapVector::compute(
+            bob,
+            alice,
+            circle,
+            70_000,
+            random(&mut rng),
+            random(&mut rng),
+        ),
+    ]
+}
+
+fn generate_invites() -> Vec<InviteVector> {
+    let mut rng = StdRng::seed_from_u64(0x6b69_7468_0007);
+    let inviter = DeviceIdentity::generate(&mut rng).member_id();
+    let circle = CircleId(random(&mut rng));
+    let lan = "/ip4/192.168.1.20/tcp/41000".to_owned();
+    let public = "/ip6/2001:db8::7/tcp/41000".to_owned();
+    vec![
+        InviteVector::compute(
+            circle,
+            inviter,
+            vec![],
+            random(&mut rng),
+            1_800_000_000,
+            random(&mut rng),
+            random(&mut rng),
+        ),
+        InviteVector::compute(
+            circle,
+            inviter,
+            vec![lan.clone()],
+            random(&mut rng),
+            1_800_000_000,
+            random(&mut rng),
+            random(&mut rng),
+        ),
+        InviteVector::compute(
+            CircleId(random(&mut rng)),
+            inviter,
+            vec![lan, public],
+            random(&mut rng),
+            u64::MAX,
+            random(&mut rng),
+            random(&mut rng),
+        ),
+    ]
+}
+
 #[test]
 fn regenerate() {
     if std::env::var_os("KITH_REGENERATE_VECTORS").is_none() {
@@ -391,6 +615,8 @@ fn regenerate() {
     write("hkdf.json", &generate_hkdf());
     write("ids.json", &generate_ids());
     write("aead.json", &generate_aead());
+    write("wrap.json", &generate_wraps());
+    write("invite.json", &generate_invites());
 }
 
 #[test]
@@ -440,6 +666,24 @@ fn id_and_fingerprint_vectors() {
 fn aead_vectors() {
     let vectors: Vec<AeadVector> = read("aead.json");
     assert!(!vectors.is_empty());
+    for vector in &vectors {
+        assert_eq!(&vector.recompute(), vector);
+    }
+}
+
+#[test]
+fn wrap_vectors() {
+    let vectors: Vec<WrapVector> = read("wrap.json");
+    assert_eq!(vectors.len(), 3);
+    for vector in &vectors {
+        assert_eq!(&vector.recompute(), vector);
+    }
+}
+
+#[test]
+fn invite_vectors() {
+    let vectors: Vec<InviteVector> = read("invite.json");
+    assert_eq!(vectors.len(), 3);
     for vector in &vectors {
         assert_eq!(&vector.recompute(), vector);
     }

@@ -1,0 +1,821 @@
+//! Invite codes, and the proof a joiner gives that it holds one.
+//!
+//! An invite is one line to paste or read aloud: `kith1` followed by lowercase base32 (the
+//! id alphabet) of a versioned binary layout and a 4-byte checksum. The checksum catches a
+//! mistyped or truncated code before anything touches the network.
+//!
+//! # Layout (version 1)
+//!
+//! ```text
+//! version     u8 = 1
+//! circle      [16]
+//! inviter     [32]     ed25519 public key (member id) of the inviting device
+//! secret      [16]     one-time invite secret
+//! expires_at  varint   unix seconds, minimal LEB128
+//! n_addrs     u8       0 ..= 8
+//! n_addrs ×   len u8 (1 ..= 128), then len bytes of printable ASCII (a multiaddr)
+//! checksum    [4]      SHA-256("kith1" || everything above)[..4]
+//! ```
+//!
+//! # Joining
+//!
+//! The joiner never sends the secret. Members replicate only [`invite_id`] (to recognise the
+//! invite) and [`invite_verifier_key`]; the joiner sends a [`JoinProof`], an HMAC under the
+//! verifier key over the circle and both peer ids of the connection. The Noise handshake
+//! authenticates both peer ids, so a proof seen by anyone is useless from another peer or
+//! toward another admitter.
+
+use std::fmt;
+
+use data_encoding::BASE32_NOPAD_NOCASE;
+use hkdf::Hkdf;
+use hkdf::hmac::{Hmac, KeyInit, Mac};
+use rand::CryptoRng;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::identity::x25519_public;
+use crate::{CircleId, ID_ALPHABET, MemberId, Secret, encode_id};
+
+/// Every invite code starts with this. `1` is not in the base32 alphabet, so the prefix
+/// cannot run into the body unnoticed.
+pub const INVITE_PREFIX: &str = "kith1";
+/// Most addresses an invite may carry.
+pub const MAX_INVITE_ADDRESSES: usize = 8;
+/// Longest address (bytes) an invite may carry.
+pub const MAX_INVITE_ADDRESS_LEN: usize = 128;
+/// The only layout so far; a new layout gets a new number.
+const VERSION: u8 = 1;
+const CHECKSUM_LEN: usize = 4;
+/// Longest minimal LEB128 encoding of a u64.
+const MAX_VARINT_LEN: usize = 10;
+/// Fixed part: version, circle, inviter, secret, longest varint, address count.
+const MAX_FIXED_LEN: usize = 1 + 16 + 32 + 16 + MAX_VARINT_LEN + 1;
+/// Longest binary invite, checksum included.
+const MAX_BINARY_LEN: usize =
+    MAX_FIXED_LEN + MAX_INVITE_ADDRESSES * (1 + MAX_INVITE_ADDRESS_LEN) + CHECKSUM_LEN;
+/// Longest valid invite code in characters, whitespace not counted.
+pub const MAX_INVITE_CODE_LEN: usize = INVITE_PREFIX.len() + (MAX_BINARY_LEN * 8).div_ceil(5);
+/// Longest text `parse` looks at (bytes, whitespace included): room for a code wrapped over
+/// many lines, and a bound on the work done for hostile input.
+const MAX_INPUT_LEN: usize = 4 * MAX_INVITE_CODE_LEN;
+
+const ID_DOMAIN: &[u8] = b"kith/invite/id/v1";
+const VERIFY_INFO: &[u8] = b"kith/invite/verify";
+const JOIN_DOMAIN: &[u8] = b"kith/join/v1";
+
+/// Why a pasted invite was refused. Each message says what a person can do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InviteError {
+    /// The text does not start with [`INVITE_PREFIX`] (case and whitespace aside).
+    #[error("not a kith invite: an invite starts with \"kith1\"")]
+    WrongPrefix,
+    /// A character outside the invite alphabet; `position` counts characters of the text as
+    /// given, from 1, whitespace included.
+    #[error(
+        "character {character:?} at position {position} cannot appear in an invite \
+         (only letters and the digits 2-7 can)"
+    )]
+    BadCharacter {
+        /// 1-based position in the text as given.
+        position: usize,
+        /// The offending character.
+        character: char,
+    },
+    /// The checksum does not match: almost always a typo, or a code cut short.
+    #[error("the invite's checksum does not match: mistyped, or not copied in full?")]
+    BadChecksum,
+    /// A layout version this build does not know; a newer kith may read it.
+    #[error("invite version {0} is not supported by this version of kith")]
+    UnsupportedVersion(u8),
+    /// The checksum matches but the content breaks the layout's rules.
+    #[error("malformed invite: {0}")]
+    Malformed(&'static str),
+    /// Longer than any valid invite; refused before decoding.
+    #[error("the text is too long to be an invite (at most {max} characters)")]
+    TooLong {
+        /// Longest valid invite in characters.
+        max: usize,
+    },
+}
+
+/// Everything a joiner needs to reach an inviter and prove it was invited.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InviteCode {
+    circle: CircleId,
+    inviter: MemberId,
+    addresses: Vec<String>,
+    secret: Secret<16>,
+    expires_at: u64,
+}
+
+/// Shows the circle, inviter, addresses and expiry; never the secret.
+impl fmt::Debug for InviteCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InviteCode")
+            .field("circle", &self.circle)
+            .field("inviter", &self.inviter)
+            .field("addresses", &self.addresses)
+            .field("secret", &self.secret)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl InviteCode {
+    /// An invite with the given parts, checked as `parse` would check them: at most
+    /// [`MAX_INVITE_ADDRESSES`] addresses, each 1 ..= [`MAX_INVITE_ADDRESS_LEN`] bytes of
+    /// printable ASCII without spaces, and an inviter that is a valid ed25519 key.
+    pub fn new(
+        circle: CircleId,
+        inviter: MemberId,
+        addresses: Vec<String>,
+        secret: Secret<16>,
+        expires_at: u64,
+    ) -> Result<InviteCode, InviteError> {
+        check_addresses(addresses.iter().map(String::as_bytes), addresses.len())?;
+        check_inviter(&inviter)?;
+        Ok(InviteCode {
+            circle,
+            inviter,
+            addresses,
+            secret,
+            expires_at,
+        })
+    }
+
+    /// [`InviteCode::new`] with a fresh secret from `rng`.
+    pub fn generate<R: CryptoRng + ?Sized>(
+        circle: CircleId,
+        inviter: MemberId,
+        addresses: Vec<String>,
+        expires_at: u64,
+        rng: &mut R,
+    ) -> Result<InviteCode, InviteError> {
+        Self::new(circle, inviter, addresses, Secret::random(rng), expires_at)
+    }
+
+    /// The circle the invite admits to.
+    pub fn circle(&self) -> CircleId {
+        self.circle
+    }
+
+    /// The inviting member; its `PeerId` is [`MemberId::to_peer_id`].
+    pub fn inviter(&self) -> MemberId {
+        self.inviter
+    }
+
+    /// Where the inviter may be reached: multiaddr strings, not checked here.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
+    }
+
+    /// The one-time secret; the joiner uses it only to make a [`JoinProof`].
+    pub fn secret(&self) -> &Secret<16> {
+        &self.secret
+    }
+
+    /// Unix seconds after which members refuse the invite.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Whether the invite has expired at `now_secs` (unix seconds); expired at exactly
+    /// `expires_at`.
+    pub fn is_expired(&self, now_secs: u64) -> bool {
+        now_secs >= self.expires_at
+    }
+
+    /// What members store to recognise this invite: see [`invite_id`].
+    pub fn id(&self) -> [u8; 16] {
+        invite_id(&self.secret)
+    }
+
+    /// What members store to check join proofs: see [`invite_verifier_key`].
+    pub fn verifier_key(&self) -> Secret<32> {
+        invite_verifier_key(&self.secret)
+    }
+
+    /// The printable invite: `kith1` and lowercase base32 of the layout and checksum.
+    ///
+    /// The text contains the secret: it is meant for the invitee only.
+    pub fn encode(&self) -> String {
+        let mut binary = Zeroizing::new(Vec::with_capacity(MAX_BINARY_LEN));
+        binary.push(VERSION);
+        binary.extend_from_slice(&self.circle.0);
+        binary.extend_from_slice(&self.inviter.0);
+        binary.extend_from_slice(self.secret.expose_secret());
+        write_varint(&mut binary, self.expires_at);
+        // `new` and `parse` bound the count and lengths, so these casts never truncate.
+        binary.push(self.addresses.len() as u8);
+        for address in &self.addresses {
+            binary.push(address.len() as u8);
+            binary.extend_from_slice(address.as_bytes());
+        }
+        let sum = checksum(&binary);
+        binary.extend_from_slice(&sum);
+        let mut text = String::with_capacity(MAX_INVITE_CODE_LEN);
+        text.push_str(INVITE_PREFIX);
+        text.push_str(&encode_id(&binary));
+        text
+    }
+
+    /// Reads an invite as a person pasted or typed it. Whitespace anywhere is ignored and
+    /// upper case is accepted. Checks, in order: length, prefix, characters, checksum,
+    /// version, layout. Never panics.
+    pub fn parse(text: &str) -> Result<InviteCode, InviteError> {
+        let too_long = InviteError::TooLong {
+            max: MAX_INVITE_CODE_LEN,
+        };
+        if text.len() > MAX_INPUT_LEN {
+            return Err(too_long);
+        }
+        let chars: Vec<(usize, char)> = text
+            .chars()
+            .enumerate()
+            .filter(|(_, c)| !c.is_whitespace())
+            .map(|(index, c)| (index + 1, c.to_ascii_lowercase()))
+            .collect();
+        if chars.is_empty() {
+            return Err(InviteError::Malformed("empty"));
+        }
+        let has_prefix = chars.len() >= INVITE_PREFIX.len()
+            && chars
+                .iter()
+                .map(|&(_, c)| c)
+                .zip(INVITE_PREFIX.chars())
+                .all(|(a, b)| a == b);
+        if !has_prefix {
+            return Err(InviteError::WrongPrefix);
+        }
+        let body_chars = chars.get(INVITE_PREFIX.len()..).unwrap_or_default();
+        if let Some(&(position, character)) =
+            body_chars.iter().find(|&&(_, c)| !ID_ALPHABET.contains(c))
+        {
+            return Err(InviteError::BadCharacter {
+                position,
+                character,
+            });
+        }
+        if chars.len() > MAX_INVITE_CODE_LEN {
+            return Err(too_long);
+        }
+        let body: String = body_chars.iter().map(|&(_, c)| c).collect();
+        // Every character is in the alphabet, so decoding can fail only on a length no
+        // encoding has or on non-zero trailing bits: a character dropped, added or changed.
+        let binary = Zeroizing::new(
+            BASE32_NOPAD_NOCASE
+                .decode(body.as_bytes())
+                .map_err(|_| InviteError::BadChecksum)?,
+        );
+        let Some((content, sum)) = binary.split_last_chunk::<CHECKSUM_LEN>() else {
+            return Err(InviteError::BadChecksum);
+        };
+        if content.is_empty() || checksum(content) != *sum {
+            return Err(InviteError::BadChecksum);
+        }
+        decode_content(content)
+    }
+}
+
+/// Decodes the checksummed content, version first.
+fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
+    let mut reader = Reader { rest: content };
+    let [version] = reader.array::<1>()?;
+    if version != VERSION {
+        return Err(InviteError::UnsupportedVersion(version));
+    }
+    let circle = CircleId(reader.array()?);
+    let inviter = MemberId(reader.array()?);
+    let secret = Secret::from_bytes(reader.array()?);
+    let expires_at = reader.varint()?;
+    let count = usize::from(reader.array::<1>()?[0]);
+    if count > MAX_INVITE_ADDRESSES {
+        return Err(InviteError::Malformed("too many addresses"));
+    }
+    let mut addresses = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(reader.array::<1>()?[0]);
+        let bytes = reader.take(len)?;
+        check_addresses([bytes], 1)?;
+        // Printable ASCII is valid UTF-8; the error branch is never taken.
+        let address = std::str::from_utf8(bytes)
+            .map_err(|_| InviteError::Malformed("address is not printable ASCII"))?;
+        addresses.push(address.to_owned());
+    }
+    if !reader.rest.is_empty() {
+        return Err(InviteError::Malformed("trailing bytes"));
+    }
+    InviteCode::new(circle, inviter, addresses, secret, expires_at)
+}
+
+fn check_addresses<'a>(
+    addresses: impl IntoIterator<Item = &'a [u8]>,
+    count: usize,
+) -> Result<(), InviteError> {
+    if count > MAX_INVITE_ADDRESSES {
+        return Err(InviteError::Malformed("too many addresses"));
+    }
+    for address in addresses {
+        if address.is_empty() || address.len() > MAX_INVITE_ADDRESS_LEN {
+            return Err(InviteError::Malformed("address length out of range"));
+        }
+        // No spaces or control characters: addresses are shown to people and must not
+        // carry terminal escapes.
+        if !address.iter().all(u8::is_ascii_graphic) {
+            return Err(InviteError::Malformed("address is not printable ASCII"));
+        }
+    }
+    Ok(())
+}
+
+fn check_inviter(inviter: &MemberId) -> Result<(), InviteError> {
+    x25519_public(inviter)
+        .map(|_| ())
+        .map_err(|_| InviteError::Malformed("inviter is not a valid public key"))
+}
+
+/// First 4 bytes of SHA-256 over the prefix and the binary content.
+fn checksum(content: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let digest = Sha256::new()
+        .chain_update(INVITE_PREFIX.as_bytes())
+        .chain_update(content)
+        .finalize();
+    let mut sum = [0u8; CHECKSUM_LEN];
+    for (out, byte) in sum.iter_mut().zip(digest.iter()) {
+        *out = *byte;
+    }
+    sum
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A cursor over the checksummed content; every read is bounds-checked.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], InviteError> {
+        let (taken, rest) = self
+            .rest
+            .split_at_checked(len)
+            .ok_or(InviteError::Malformed("truncated"))?;
+        self.rest = rest;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], InviteError> {
+        let (taken, rest) = self
+            .rest
+            .split_first_chunk::<N>()
+            .ok_or(InviteError::Malformed("truncated"))?;
+        self.rest = rest;
+        Ok(*taken)
+    }
+
+    /// Unsigned LEB128, minimal, at most 10 bytes and no bits beyond 64.
+    fn varint(&mut self) -> Result<u64, InviteError> {
+        let mut value = 0u64;
+        for (index, &byte) in self.rest.iter().enumerate().take(MAX_VARINT_LEN) {
+            if index == MAX_VARINT_LEN - 1 && byte > 1 {
+                return Err(InviteError::Malformed("expiry overflows u64"));
+            }
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                if byte == 0 && index > 0 {
+                    return Err(InviteError::Malformed("expiry is not minimally encoded"));
+                }
+                self.take(index + 1)?;
+                return Ok(value);
+            }
+        }
+        Err(InviteError::Malformed("truncated"))
+    }
+}
+
+/// What members store and replicate to recognise a pending invite without holding its
+/// secret: the first 16 bytes of SHA-256("kith/invite/id/v1" || secret).
+pub fn invite_id(secret: &Secret<16>) -> [u8; 16] {
+    let digest = Sha256::new()
+        .chain_update(ID_DOMAIN)
+        .chain_update(secret.expose_secret())
+        .finalize();
+    let mut id = [0u8; 16];
+    for (out, byte) in id.iter_mut().zip(digest.iter()) {
+        *out = *byte;
+    }
+    id
+}
+
+/// The key members use to check [`JoinProof`]s: HKDF-SHA256 with the secret as input key
+/// material, no salt, and info `"kith/invite/verify"`. It cannot be turned back into the
+/// secret, but it can make proofs, so it is replicated only among members.
+pub fn invite_verifier_key(secret: &Secret<16>) -> Secret<32> {
+    let hkdf = Hkdf::<Sha256>::new(None, secret.expose_secret());
+    let mut key = Secret::from_bytes([0u8; 32]);
+    #[allow(
+        clippy::expect_used,
+        reason = "HKDF-SHA256 fails only for outputs over 8160 bytes; this one is 32"
+    )]
+    hkdf.expand(VERIFY_INFO, &mut key.0)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    key
+}
+
+/// A joiner's proof that it holds an invite's secret, bound to one connection:
+/// `HMAC-SHA256(verifier key, "kith/join/v1" || circle || len || joiner || len || admitter)`
+/// where each peer id is its libp2p byte form preceded by its length (u64, big endian).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinProof(pub [u8; 32]);
+
+impl JoinProof {
+    /// The proof that `joiner`, connected to `admitter`, holds `secret` for `circle`.
+    pub fn create(
+        secret: &Secret<16>,
+        circle: &CircleId,
+        joiner: &libp2p_identity::PeerId,
+        admitter: &libp2p_identity::PeerId,
+    ) -> JoinProof {
+        JoinProof(join_mac(
+            &invite_verifier_key(secret),
+            circle,
+            joiner,
+            admitter,
+        ))
+    }
+
+    /// Whether this proof was made for exactly this circle, joiner and admitter, by someone
+    /// holding the invite. Compares in constant time.
+    pub fn verify(
+        &self,
+        verifier_key: &Secret<32>,
+        circle: &CircleId,
+        joiner: &libp2p_identity::PeerId,
+        admitter: &libp2p_identity::PeerId,
+    ) -> bool {
+        let expected = join_mac(verifier_key, circle, joiner, admitter);
+        expected.ct_eq(&self.0).into()
+    }
+}
+
+fn join_mac(
+    verifier_key: &Secret<32>,
+    circle: &CircleId,
+    joiner: &libp2p_identity::PeerId,
+    admitter: &libp2p_identity::PeerId,
+) -> [u8; 32] {
+    #[allow(
+        clippy::expect_used,
+        reason = "HMAC accepts keys of any length; new_from_slice never fails"
+    )]
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(verifier_key.expose_secret())
+        .expect("HMAC takes keys of any length");
+    mac.update(JOIN_DOMAIN);
+    mac.update(&circle.0);
+    for peer in [joiner, admitter] {
+        let bytes = peer.to_bytes();
+        mac.update(&(bytes.len() as u64).to_be_bytes());
+        mac.update(&bytes);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DeviceIdentity;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn sample(addresses: &[&str]) -> InviteCode {
+        let mut rng = StdRng::seed_from_u64(11);
+        let inviter = DeviceIdentity::generate(&mut rng).member_id();
+        InviteCode::generate(
+            CircleId::random(&mut rng),
+            inviter,
+            addresses.iter().map(|a| (*a).to_owned()).collect(),
+            1_800_000_000,
+            &mut rng,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_typical_length() {
+        for addresses in [
+            &[][..],
+            &["/ip4/192.168.1.20/tcp/41000"][..],
+            &["/ip4/192.168.1.20/tcp/41000", "/ip6/2001:db8::7/tcp/41000"][..],
+        ] {
+            let invite = sample(addresses);
+            let text = invite.encode();
+            eprintln!("{} addresses: {} chars", addresses.len(), text.len());
+            assert!(text.starts_with(INVITE_PREFIX));
+            assert!(text.len() <= MAX_INVITE_CODE_LEN);
+            assert_eq!(InviteCode::parse(&text), Ok(invite.clone()));
+            assert_eq!(InviteCode::parse(&text.to_uppercase()), Ok(invite.clone()));
+            // Whitespace and line breaks anywhere are ignored.
+            let spaced: String = text
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let gap = match i % 7 {
+                        0 => Some(' '),
+                        3 => Some('\n'),
+                        _ => None,
+                    };
+                    gap.into_iter().chain([c])
+                })
+                .collect();
+            assert_eq!(
+                InviteCode::parse(&format!("  {spaced}\r\n")),
+                Ok(invite.clone())
+            );
+        }
+        assert_eq!(sample(&[]).encode().len(), 125);
+        assert_eq!(sample(&["/ip4/192.168.1.20/tcp/41000"]).encode().len(), 170);
+    }
+
+    #[test]
+    fn largest_invite_fits_the_bound() {
+        let long = "a".repeat(MAX_INVITE_ADDRESS_LEN);
+        let mut rng = StdRng::seed_from_u64(1);
+        let invite = InviteCode::new(
+            CircleId([0xff; 16]),
+            DeviceIdentity::generate(&mut rng).member_id(),
+            vec![long; MAX_INVITE_ADDRESSES],
+            Secret::from_bytes([0xff; 16]),
+            u64::MAX,
+        )
+        .unwrap();
+        let text = invite.encode();
+        assert_eq!(text.len(), MAX_INVITE_CODE_LEN);
+        assert_eq!(InviteCode::parse(&text), Ok(invite));
+        assert_eq!(
+            InviteCode::parse(&format!("{text}a")),
+            Err(InviteError::TooLong {
+                max: MAX_INVITE_CODE_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn every_single_character_change_is_caught() {
+        let text = sample(&["/ip4/192.168.1.20/tcp/41000"]).encode();
+        let chars: Vec<char> = text.chars().collect();
+        for position in 0..chars.len() {
+            for step in [1, 2, 5, 17, 31] {
+                let mut changed = chars.clone();
+                let alphabet: Vec<char> = ID_ALPHABET.chars().collect();
+                let index = alphabet
+                    .iter()
+                    .position(|&c| c == chars[position])
+                    .unwrap_or(0);
+                changed[position] = alphabet[(index + step) % alphabet.len()];
+                let changed: String = changed.into_iter().collect();
+                let result = InviteCode::parse(&changed);
+                if position < INVITE_PREFIX.len() {
+                    assert_eq!(result, Err(InviteError::WrongPrefix), "{changed}");
+                } else {
+                    assert_eq!(result, Err(InviteError::BadChecksum), "{changed}");
+                }
+            }
+        }
+        // Dropped, doubled and swapped characters are caught too.
+        for position in INVITE_PREFIX.len()..chars.len() {
+            let mut dropped = chars.clone();
+            dropped.remove(position);
+            let dropped: String = dropped.into_iter().collect();
+            assert_eq!(InviteCode::parse(&dropped), Err(InviteError::BadChecksum));
+            let mut doubled = chars.clone();
+            doubled.insert(position, chars[position]);
+            let doubled: String = doubled.into_iter().collect();
+            assert_eq!(InviteCode::parse(&doubled), Err(InviteError::BadChecksum));
+            if position + 1 < chars.len() && chars[position] != chars[position + 1] {
+                let mut swapped = chars.clone();
+                swapped.swap(position, position + 1);
+                let swapped: String = swapped.into_iter().collect();
+                assert_eq!(InviteCode::parse(&swapped), Err(InviteError::BadChecksum));
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_distinct_and_clear() {
+        let text = sample(&[]).encode();
+        assert_eq!(InviteCode::parse(""), Err(InviteError::Malformed("empty")));
+        assert_eq!(
+            InviteCode::parse(" \n "),
+            Err(InviteError::Malformed("empty"))
+        );
+        assert_eq!(
+            InviteCode::parse(&text.replacen("kith1", "kith2", 1)),
+            Err(InviteError::WrongPrefix)
+        );
+        assert_eq!(InviteCode::parse("kith"), Err(InviteError::WrongPrefix));
+        assert_eq!(InviteCode::parse(&text[5..]), Err(InviteError::WrongPrefix));
+        // A `1` and an `0` are typical misreadings of `l` and `o`; position counts from 1
+        // in the text as given, whitespace included.
+        let mut typo = text.clone();
+        typo.replace_range(10..11, "0");
+        let error = InviteCode::parse(&format!(" {typo}")).unwrap_err();
+        assert_eq!(
+            error,
+            InviteError::BadCharacter {
+                position: 12,
+                character: '0'
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "character '0' at position 12 cannot appear in an invite \
+             (only letters and the digits 2-7 can)"
+        );
+        let mut non_ascii = text.clone();
+        non_ascii.replace_range(20..21, "é");
+        assert!(matches!(
+            InviteCode::parse(&non_ascii),
+            Err(InviteError::BadCharacter {
+                position: 21,
+                character: 'é'
+            })
+        ));
+        assert_eq!(InviteCode::parse("kith1"), Err(InviteError::BadChecksum));
+        assert_eq!(
+            InviteCode::parse(&text[..text.len() - 8]),
+            Err(InviteError::BadChecksum)
+        );
+        assert!(
+            InviteError::BadChecksum.to_string().contains("mistyped"),
+            "the message should suggest a typo"
+        );
+        assert_eq!(
+            InviteCode::parse(&"a".repeat(MAX_INPUT_LEN + 1)),
+            Err(InviteError::TooLong {
+                max: MAX_INVITE_CODE_LEN
+            })
+        );
+    }
+
+    /// Builds a code from raw content with a correct checksum, to reach the layout checks.
+    fn code_for(content: &[u8]) -> String {
+        let sum = checksum(content);
+        format!("{INVITE_PREFIX}{}", encode_id(&[content, &sum].concat()))
+    }
+
+    #[test]
+    fn version_and_layout_are_checked_behind_the_checksum() {
+        let invite = sample(&["/ip4/10.0.0.1/tcp/1"]);
+        let text = invite.encode();
+        let binary = BASE32_NOPAD_NOCASE.decode(&text.as_bytes()[5..]).unwrap();
+        let content = &binary[..binary.len() - CHECKSUM_LEN];
+        assert_eq!(InviteCode::parse(&code_for(content)), Ok(invite));
+
+        let mut v2 = content.to_vec();
+        v2[0] = 2;
+        assert_eq!(
+            InviteCode::parse(&code_for(&v2)),
+            Err(InviteError::UnsupportedVersion(2))
+        );
+        let malformed = |bytes: &[u8], reason| {
+            assert_eq!(
+                InviteCode::parse(&code_for(bytes)),
+                Err(InviteError::Malformed(reason)),
+                "{reason}"
+            );
+        };
+        malformed(&content[..content.len() - 1], "truncated");
+        malformed(&[content, &[0]].concat(), "trailing bytes");
+        // Offsets: version 0, circle 1, inviter 17, secret 49, expiry 65 (5 bytes), count 70.
+        let mut bad_count = content.to_vec();
+        bad_count[70] = 9;
+        malformed(&bad_count, "too many addresses");
+        let mut empty_address = content[..71].to_vec();
+        empty_address[70] = 1;
+        empty_address.push(0);
+        malformed(&empty_address, "address length out of range");
+        let mut control = content.to_vec();
+        control[72] = b'\n';
+        malformed(&control, "address is not printable ASCII");
+        let mut space = content.to_vec();
+        space[72] = b' ';
+        malformed(&space, "address is not printable ASCII");
+        let mut bad_inviter = content.to_vec();
+        bad_inviter[17..49].copy_from_slice(&[0xff; 32]);
+        malformed(&bad_inviter, "inviter is not a valid public key");
+        let mut non_minimal = content[..65].to_vec();
+        non_minimal.extend_from_slice(&[0x80, 0x00, 0x00]);
+        malformed(&non_minimal, "expiry is not minimally encoded");
+        let mut overflow = content[..65].to_vec();
+        overflow.extend_from_slice(&[0xff; 9]);
+        overflow.extend_from_slice(&[0x02, 0x00]);
+        malformed(&overflow, "expiry overflows u64");
+        assert_eq!(
+            InviteCode::parse(&code_for(&[])),
+            Err(InviteError::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn new_refuses_what_parse_would_refuse() {
+        let invite = sample(&[]);
+        let build = |addresses: Vec<String>| {
+            InviteCode::new(
+                invite.circle(),
+                invite.inviter(),
+                addresses,
+                invite.secret().clone(),
+                1,
+            )
+        };
+        assert!(build(vec!["/dns/a/tcp/1".into(); 8]).is_ok());
+        assert!(build(vec!["/dns/a/tcp/1".into(); 9]).is_err());
+        assert!(build(vec![String::new()]).is_err());
+        assert!(build(vec!["a".repeat(129)]).is_err());
+        assert!(build(vec!["a b".into()]).is_err());
+        assert!(build(vec!["é".into()]).is_err());
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        assert!(
+            InviteCode::new(
+                invite.circle(),
+                MemberId(identity_point),
+                vec![],
+                Secret::from_bytes([1; 16]),
+                1
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn expiry() {
+        let invite = sample(&[]);
+        assert!(!invite.is_expired(0));
+        assert!(!invite.is_expired(1_799_999_999));
+        assert!(invite.is_expired(1_800_000_000));
+        assert!(invite.is_expired(u64::MAX));
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let invite = sample(&[]);
+        let debug = format!("{invite:?}");
+        assert!(debug.contains("Secret(***)"));
+        assert!(!debug.contains(&encode_id(invite.secret().expose_secret())));
+    }
+
+    #[test]
+    fn join_proof_binds_circle_joiner_and_admitter() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let invite = sample(&[]);
+        let joiner = DeviceIdentity::generate(&mut rng).peer_id();
+        let admitter = DeviceIdentity::generate(&mut rng).peer_id();
+        let other = DeviceIdentity::generate(&mut rng).peer_id();
+        let circle = invite.circle();
+        let proof = JoinProof::create(invite.secret(), &circle, &joiner, &admitter);
+        let verifier = invite.verifier_key();
+        assert!(proof.verify(&verifier, &circle, &joiner, &admitter));
+        assert!(!proof.verify(&verifier, &CircleId([0; 16]), &joiner, &admitter));
+        assert!(!proof.verify(&verifier, &circle, &other, &admitter));
+        assert!(!proof.verify(&verifier, &circle, &joiner, &other));
+        assert!(!proof.verify(&verifier, &circle, &admitter, &joiner));
+        let other_secret = Secret::random(&mut rng);
+        assert!(!proof.verify(
+            &invite_verifier_key(&other_secret),
+            &circle,
+            &joiner,
+            &admitter
+        ));
+        let mut altered = proof;
+        altered.0[0] ^= 1;
+        assert!(!altered.verify(&verifier, &circle, &joiner, &admitter));
+    }
+
+    /// The documented derivations, computed independently.
+    #[test]
+    fn derivations_follow_documentation() {
+        let secret = Secret::from_bytes([7u8; 16]);
+        let digest = crate::sha256(&[b"kith/invite/id/v1".as_slice(), &[7u8; 16]].concat());
+        assert_eq!(invite_id(&secret), digest[..16]);
+        let mut expected = [0u8; 32];
+        Hkdf::<Sha256>::new(None, &[7u8; 16])
+            .expand(b"kith/invite/verify", &mut expected)
+            .unwrap();
+        assert_eq!(invite_verifier_key(&secret).expose_secret(), &expected);
+        assert_ne!(invite_id(&secret), invite_id(&Secret::from_bytes([8; 16])));
+        assert_eq!(
+            checksum(b"x"),
+            crate::sha256(b"kith1x")[..4],
+            "checksum = SHA-256(prefix || content)[..4]"
+        );
+    }
+}
