@@ -14,6 +14,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod netlab;
+
+pub use netlab::NetLab;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -153,6 +157,25 @@ impl Node {
 
     /// Like [`Node::start`], with extra daemon arguments.
     pub fn start_with(&mut self, extra: &[&str]) -> Result<()> {
+        let command = self.command(&[]);
+        self.spawn_daemon(command, extra)
+    }
+
+    /// Starts the daemon inside host `host` of `lab`, listening on its address at `port`.
+    pub fn start_in(&mut self, lab: &NetLab, host: usize, port: u16, extra: &[&str]) -> Result<()> {
+        let mut command = lab.command_in(host, &kith_bin());
+        command
+            .env("KITH_HOME", self.home())
+            .env_remove("KITH_PASSPHRASE")
+            .stdin(Stdio::null());
+        let listen = lab.listen_addr(host, port);
+        let mut args = vec!["--listen", listen.as_str()];
+        args.extend_from_slice(extra);
+        self.spawn_daemon(command, &args)
+    }
+
+    /// Spawns `command daemon ARGS` and waits until the daemon answers `kith status`.
+    fn spawn_daemon(&mut self, mut command: Command, extra: &[&str]) -> Result<()> {
         if self.daemon.is_some() {
             bail!("{} already runs a daemon", self.name);
         }
@@ -160,10 +183,9 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.logs.path().join("daemon.log"))?;
-        let mut args = vec!["daemon"];
-        args.extend_from_slice(extra);
-        let child = self
-            .command(&args)
+        let child = command
+            .arg("daemon")
+            .args(extra)
             .env("KITH_PASSPHRASE", PASSPHRASE)
             .env("KITH_LOG", "info")
             .stdout(Stdio::null())
