@@ -488,6 +488,79 @@ fn join_mac(
     mac.finalize().into_bytes().into()
 }
 
+/// An invite's signing authority: an ed25519 key derived from the secret (HKDF-SHA256, info
+/// `"kith/invite/authority/v1"`). Its public half is what a circle replicates: every member
+/// can check a [`JoinSignature`] with it, but, unlike the [`JoinProof`] verifier key, nobody
+/// who only holds the replicated record can make one. Members therefore cannot spend an
+/// invite on an identity of their own choosing.
+pub fn invite_authority(secret: &Secret<16>) -> crate::DeviceIdentity {
+    let hkdf = Hkdf::<Sha256>::new(None, secret.expose_secret());
+    let mut seed = Secret::from_bytes([0u8; 32]);
+    #[allow(
+        clippy::expect_used,
+        reason = "HKDF-SHA256 fails only for outputs over 8160 bytes; this one is 32"
+    )]
+    hkdf.expand(AUTHORITY_INFO, &mut seed.0)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    crate::DeviceIdentity::from_secret(&seed)
+}
+
+/// A joiner's signature, made with the invite's authority key, over
+/// `"kith/join/sig/v1" || circle || len || joiner || len || admitter` (peer ids in their
+/// libp2p byte form, each preceded by its length as u64 big endian). Both peer ids are
+/// authenticated by the Noise session, so a signature seen by anyone is useless from another
+/// peer or toward another admitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JoinSignature(pub [u8; 64]);
+
+impl JoinSignature {
+    /// Signs for `joiner`, connected to `admitter`, holding `secret` for `circle`.
+    pub fn create(
+        secret: &Secret<16>,
+        circle: &CircleId,
+        joiner: &libp2p_identity::PeerId,
+        admitter: &libp2p_identity::PeerId,
+    ) -> JoinSignature {
+        JoinSignature(invite_authority(secret).sign(&join_message(circle, joiner, admitter)))
+    }
+
+    /// Whether the holder of the invite whose authority is `verifier` made this for exactly
+    /// this circle, joiner and admitter.
+    pub fn verify(
+        &self,
+        verifier: &[u8; 32],
+        circle: &CircleId,
+        joiner: &libp2p_identity::PeerId,
+        admitter: &libp2p_identity::PeerId,
+    ) -> bool {
+        crate::verify_signature(
+            &crate::MemberId(*verifier),
+            &join_message(circle, joiner, admitter),
+            &self.0,
+        )
+        .is_ok()
+    }
+}
+
+fn join_message(
+    circle: &CircleId,
+    joiner: &libp2p_identity::PeerId,
+    admitter: &libp2p_identity::PeerId,
+) -> Vec<u8> {
+    let mut message = Vec::with_capacity(128);
+    message.extend_from_slice(JOIN_SIGNATURE_DOMAIN);
+    message.extend_from_slice(&circle.0);
+    for peer in [joiner, admitter] {
+        let bytes = peer.to_bytes();
+        message.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        message.extend_from_slice(&bytes);
+    }
+    message
+}
+
+const AUTHORITY_INFO: &[u8] = b"kith/invite/authority/v1";
+const JOIN_SIGNATURE_DOMAIN: &[u8] = b"kith/join/sig/v1";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,5 +890,31 @@ mod tests {
             crate::sha256(b"kith1x")[..4],
             "checksum = SHA-256(prefix || content)[..4]"
         );
+    }
+
+    #[test]
+    fn join_signatures_bind_circle_joiner_and_admitter() {
+        let mut rng = StdRng::seed_from_u64(99);
+        let secret = Secret::<16>::random(&mut rng);
+        let other_secret = Secret::<16>::random(&mut rng);
+        let circle = CircleId::random(&mut rng);
+        let other_circle = CircleId::random(&mut rng);
+        let joiner = DeviceIdentity::generate(&mut rng).peer_id();
+        let admitter = DeviceIdentity::generate(&mut rng).peer_id();
+        let third = DeviceIdentity::generate(&mut rng).peer_id();
+        let verifier = invite_authority(&secret).member_id().0;
+        let signature = JoinSignature::create(&secret, &circle, &joiner, &admitter);
+        assert!(signature.verify(&verifier, &circle, &joiner, &admitter));
+        assert!(!signature.verify(&verifier, &other_circle, &joiner, &admitter));
+        assert!(!signature.verify(&verifier, &circle, &third, &admitter));
+        assert!(!signature.verify(&verifier, &circle, &joiner, &third));
+        assert!(!signature.verify(&verifier, &circle, &admitter, &joiner));
+        let other = invite_authority(&other_secret).member_id().0;
+        assert!(!signature.verify(&other, &circle, &joiner, &admitter));
+        let mut tampered = signature;
+        tampered.0[0] ^= 1;
+        assert!(!tampered.verify(&verifier, &circle, &joiner, &admitter));
+        // The authority is a pure function of the secret.
+        assert_eq!(invite_authority(&secret).member_id().0, verifier);
     }
 }

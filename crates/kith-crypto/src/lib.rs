@@ -64,8 +64,8 @@ pub use envelope::{Envelope, EnvelopeHeader};
 pub use id::{CircleId, MemberId, decode_id, encode_id};
 pub use identity::{DeviceIdentity, sha256, verify_signature};
 pub use invite::{
-    INVITE_PREFIX, InviteCode, InviteError, JoinProof, MAX_INVITE_ADDRESS_LEN,
-    MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, invite_id, invite_verifier_key,
+    INVITE_PREFIX, InviteCode, InviteError, JoinProof, JoinSignature, MAX_INVITE_ADDRESS_LEN,
+    MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, invite_authority, invite_id, invite_verifier_key,
 };
 pub use kdf::{KdfParams, derive_key_from_passphrase, derive_subkey};
 pub use secret::{EpochKey, Secret};
