@@ -9,14 +9,15 @@ use autosurgeon::{reconcile, reconcile_prop};
 
 use crate::feed::{Feed, Touched, child_map};
 use crate::schema::{
-    CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, MEMBERS, MemberDoc, REPLIES, REQUESTS,
-    ReplyDoc, RequestDoc, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN, UPDATED_AT,
+    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, INVITES, InviteDoc, MEMBERS,
+    MemberDoc, REPLIES, REQUESTS, REVOKED, ROLE, ReplyDoc, RequestDoc, STATUS, STATUS_CANCELLED,
+    STATUS_FULFILLED, STATUS_OPEN, UPDATED_AT,
 };
 use crate::types::in_alphabet;
 use crate::{
-    CoreError, ItemId, ItemView, MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS, MAX_MEMBER_NAME_CHARS,
-    MAX_NOTE_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS, MemberView, Mood, NewRequest, Role,
-    actor_for_member, rules,
+    CoreError, InviteView, ItemId, ItemView, MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS,
+    MAX_MEMBER_NAME_CHARS, MAX_NOTE_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS, MemberView, Mood,
+    NewRequest, Role, actor_for_member, invite_id_bytes, rules,
 };
 
 /// Chunk type byte of an uncompressed change (after 4 magic and 4 checksum bytes).
@@ -82,6 +83,7 @@ impl Circle {
             name: founder_name,
             role: Role::Steward.as_str().to_string(),
             joined_at: now,
+            invited_via: None,
         };
         let genesis = Genesis {
             name,
@@ -89,6 +91,7 @@ impl Circle {
             checkins: BTreeMap::new(),
             requests: BTreeMap::new(),
             replies: BTreeMap::new(),
+            invites: BTreeMap::new(),
         };
         let change = circle.write(Touched::All, |doc| {
             reconcile(doc, &genesis).map_err(doc_err)
@@ -256,6 +259,16 @@ impl Circle {
         self.feed.members().to_vec()
     }
 
+    /// Invites that count (made by a current steward), by id, whatever their state.
+    pub fn invites(&self) -> Vec<InviteView> {
+        self.feed.invites()
+    }
+
+    /// One invite that counts, by its id.
+    pub fn invite(&self, id: &str) -> Option<InviteView> {
+        self.feed.invite(id)
+    }
+
     /// Items newest first (ties by id). Items whose author is not in the roster, or whose
     /// fields cannot be read, are skipped rather than failing the whole feed.
     pub fn items(&self) -> Vec<ItemView> {
@@ -360,9 +373,140 @@ impl Circle {
             name,
             role: role.as_str().to_string(),
             joined_at: now,
+            invited_via: None,
         };
         self.write(Touched::All, |doc| {
             reconcile_prop(doc, &members, id, &member).map_err(doc_err)
+        })
+    }
+
+    /// A steward makes an invite `invite_id` (see [`crate::invite_id`]) that lets `uses`
+    /// people join until `expires_at`. Only the `verifier` of the invite's secret is stored.
+    pub fn create_invite(
+        &mut self,
+        invite_id: &str,
+        verifier: [u8; 32],
+        expires_at: i64,
+        uses: u32,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        invite_id_bytes(invite_id)?;
+        rules::check_create_invite(self.feed.members(), &self.me, expires_at, uses, now)?;
+        let invites = self.invites_container()?;
+        if self
+            .doc
+            .get(&invites, invite_id)
+            .map_err(doc_err)?
+            .is_some()
+        {
+            return Err(CoreError::IdInUse(invite_id.to_string()));
+        }
+        let invite = InviteDoc {
+            verifier: verifier.into(),
+            expires_at,
+            uses,
+            created_at: now,
+            revoked: false,
+        };
+        let touched = Touched::Keys(vec![(INVITES, invite_id.to_string())]);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &invites, invite_id, &invite).map_err(doc_err)
+        })
+    }
+
+    /// The invite's creator or a steward revokes it: nobody else can join with it.
+    pub fn revoke_invite(&mut self, invite_id: &str, _now: i64) -> Result<Vec<u8>, CoreError> {
+        let view = self.feed.invite(invite_id);
+        rules::check_revoke_invite(self.feed.members(), &self.me, view.as_ref(), invite_id)?;
+        let invite = child_map(&self.doc, &self.invites_container()?, invite_id)
+            .ok_or_else(|| CoreError::UnknownInvite(invite_id.to_string()))?;
+        let touched = Touched::Keys(vec![(INVITES, invite_id.to_string())]);
+        self.write(touched, |doc| {
+            doc.put(&invite, REVOKED, true).map_err(doc_err)
+        })
+    }
+
+    /// Any member admits `new_member_id`, who holds a valid invite `invite_id`: it exists,
+    /// is not revoked, has not expired at `now`, and fewer members than it allows came
+    /// through it. The new entry (role member) names the invite.
+    ///
+    /// The use count is checked against the roster this member has seen: two members
+    /// admitting concurrently with the last use of an invite both succeed, and the roster
+    /// then names it once more than it allows.
+    pub fn admit(
+        &mut self,
+        new_member_id: &str,
+        name: &str,
+        invite_id: &str,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        actor_for_member(new_member_id)?;
+        let name = rules::check_text("member name", name, MAX_MEMBER_NAME_CHARS)?;
+        let invite = self.feed.invite(invite_id);
+        rules::check_admit(
+            self.feed.members(),
+            &self.me,
+            new_member_id,
+            invite.as_ref(),
+            invite_id,
+            now,
+        )?;
+        let members = self.container(MEMBERS)?;
+        let member = MemberDoc {
+            name,
+            role: Role::Member.as_str().to_string(),
+            joined_at: now,
+            invited_via: Some(invite_id.to_string()),
+        };
+        self.write(Touched::All, |doc| {
+            reconcile_prop(doc, &members, new_member_id, &member).map_err(doc_err)
+        })
+    }
+
+    /// A steward sets `member`'s role: stewards appoint stewards. The last steward cannot
+    /// step down.
+    pub fn set_role(&mut self, member: &str, role: Role, _now: i64) -> Result<Vec<u8>, CoreError> {
+        rules::check_set_role(self.feed.members(), &self.me, member, role)?;
+        let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
+            .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
+        self.write(roster_touched(), |doc| {
+            doc.put(&entry, ROLE, role.as_str()).map_err(doc_err)
+        })
+    }
+
+    /// Publishes the local member's network addresses (multiaddr strings) on their own
+    /// roster entry, replacing any published before; an empty list withdraws them. Returns
+    /// `None`, and writes nothing, when they are already what is published.
+    pub fn set_my_addresses(
+        &mut self,
+        addresses: &[String],
+        _now: i64,
+    ) -> Result<Option<Vec<u8>>, CoreError> {
+        let joined = rules::check_addresses(self.feed.members(), &self.me, addresses)?;
+        let current = self
+            .feed
+            .members()
+            .iter()
+            .find(|m| m.id == self.me)
+            .map(|m| m.addresses.as_slice());
+        if current == Some(addresses) {
+            return Ok(None);
+        }
+        let entry = child_map(&self.doc, &self.container(MEMBERS)?, &self.me)
+            .ok_or_else(|| CoreError::NotMember(self.me.clone()))?;
+        self.write(roster_touched(), |doc| {
+            doc.put(&entry, ADDRESSES, joined).map_err(doc_err)
+        })
+        .map(Some)
+    }
+
+    /// The invites map. Circles founded before invites existed have none, and cannot make
+    /// any: creating it now could race with another steward's and lose invites.
+    fn invites_container(&self) -> Result<ObjId, CoreError> {
+        self.root_map(INVITES).ok_or_else(|| {
+            CoreError::Document(
+                "this circle was founded before invites existed and cannot hold them".into(),
+            )
         })
     }
 
@@ -484,6 +628,11 @@ impl Circle {
         child_map(&self.doc, &self.request_obj(id)?, CLAIMS)
             .ok_or_else(|| CoreError::Document(format!("request {id} has no claims map")))
     }
+}
+
+/// What an edit of fields inside roster entries touches.
+fn roster_touched() -> Touched {
+    Touched::Keys(vec![(MEMBERS, String::new())])
 }
 
 /// What an edit of request `id` touches.

@@ -13,13 +13,14 @@ use automerge::{
 use autosurgeon::{Hydrate, hydrate_prop};
 
 use crate::schema::{
-    CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, MEMBERS, MemberDoc, NAME, REPLIES, REQUESTS, ReplyDoc,
-    RequestDoc, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN,
+    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, INVITED_VIA, INVITES, InviteDoc, MEMBERS,
+    MemberDoc, NAME, REPLIES, REQUESTS, REVOKED, ReplyDoc, RequestDoc, STATUS_CANCELLED,
+    STATUS_FULFILLED, STATUS_OPEN,
 };
 use crate::types::in_alphabet;
 use crate::{
-    ClaimView, HelpKind, ItemKind, ItemView, MemberView, Mood, ReplyView, RequestStatus, Role,
-    actor_for_member,
+    ClaimView, HelpKind, InviteView, ItemKind, ItemView, MemberView, Mood, ReplyView,
+    RequestStatus, Role, actor_for_member, invite_id_bytes,
 };
 
 /// What a write touched, so that only that is read again.
@@ -27,7 +28,10 @@ use crate::{
 pub(crate) enum Touched {
     /// The roster or the root changed: authorship of everything may have changed.
     All,
-    /// These `(container, key)` entries of the check-ins, requests or replies maps.
+    /// These `(container, key)` entries of the check-ins, requests, replies or invites
+    /// maps; `(MEMBERS, _)` means fields inside roster entries (roles, addresses) changed,
+    /// which re-reads the roster and the invites (the whole feed if the set of readable
+    /// members changed).
     Keys(Vec<(&'static str, String)>),
 }
 
@@ -48,6 +52,9 @@ pub(crate) struct Feed {
     items: BTreeMap<String, ItemView>,
     /// Readable replies by reply id.
     replies: HashMap<String, Reply>,
+    /// Invites that count (created by a steward), by id, with `used` left at 0: it is
+    /// counted from the roster when asked for.
+    invites: BTreeMap<String, InviteView>,
 }
 
 fn is_item_key(key: &str) -> bool {
@@ -110,7 +117,23 @@ impl Feed {
                 }
             }
         }
+        feed.read_invites(doc);
         feed
+    }
+
+    /// Reads every invite again.
+    fn read_invites(&mut self, doc: &AutoCommit) {
+        self.invites.clear();
+        let Some(map) = child_map(doc, &automerge::ROOT, INVITES) else {
+            return;
+        };
+        for entry in doc.map_range(&map, ..) {
+            if let ValueRef::Object(ObjType::Map) = entry.value
+                && let Some(invite) = self.read_invite(doc, &entry.key, &entry.id())
+            {
+                self.invites.insert(invite.id.clone(), invite);
+            }
+        }
     }
 
     /// Reads again what `touched` names.
@@ -123,7 +146,30 @@ impl Feed {
             Touched::Keys(keys) => keys,
         };
         for (container, key) in keys {
-            if container == REPLIES {
+            if container == MEMBERS {
+                let members = read_members(doc);
+                let ids = |ms: &[MemberView]| ms.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+                let mut old = ids(&self.members);
+                let mut new = ids(&members);
+                old.sort();
+                new.sort();
+                if old != new {
+                    // Someone's entry became readable or unreadable: authorship changed.
+                    *self = Feed::read(doc);
+                    return;
+                }
+                self.members = members;
+                // Whether an invite counts depends on its creator's role.
+                self.read_invites(doc);
+            } else if container == INVITES {
+                self.invites.remove(&key);
+                let invite = child_map(doc, &automerge::ROOT, INVITES)
+                    .and_then(|map| child_map(doc, &map, &key))
+                    .and_then(|obj| self.read_invite(doc, &key, &obj));
+                if let Some(invite) = invite {
+                    self.invites.insert(key, invite);
+                }
+            } else if container == REPLIES {
                 self.replies.remove(&key);
                 let reply = child_map(doc, &automerge::ROOT, REPLIES)
                     .and_then(|map| child_map(doc, &map, &key))
@@ -140,15 +186,24 @@ impl Feed {
         }
     }
 
-    /// What a set of patches touched. Anything outside the item and reply maps (the roster,
-    /// the root, or shapes this schema never writes) reads everything again.
+    /// What a set of patches touched. Changes inside roster entries re-read the roster and
+    /// the invites; anything else outside the item, reply and invite maps (entries added to
+    /// or removed from the roster, the root, or shapes this schema never writes) reads
+    /// everything again.
     pub(crate) fn touched_by(patches: &[Patch]) -> Touched {
         let mut keys = Vec::new();
         for patch in patches {
+            if let (Some((_, Prop::Map(c))), Some(_)) = (patch.path.first(), patch.path.get(1))
+                && c == MEMBERS
+            {
+                keys.push((MEMBERS, String::new()));
+                continue;
+            }
             let container = match patch.path.first() {
                 Some((_, Prop::Map(c))) if c == CHECKINS => CHECKINS,
                 Some((_, Prop::Map(c))) if c == REQUESTS => REQUESTS,
                 Some((_, Prop::Map(c))) if c == REPLIES => REPLIES,
+                Some((_, Prop::Map(c))) if c == INVITES => INVITES,
                 _ => return Touched::All,
             };
             let key = match (patch.path.get(1), &patch.action) {
@@ -177,6 +232,63 @@ impl Feed {
 
     pub(crate) fn members(&self) -> &[MemberView] {
         &self.members
+    }
+
+    /// Invites that count, by id, with `used` counted from the roster.
+    pub(crate) fn invites(&self) -> Vec<InviteView> {
+        self.invites
+            .values()
+            .map(|i| self.with_used(i.clone()))
+            .collect()
+    }
+
+    pub(crate) fn invite(&self, id: &str) -> Option<InviteView> {
+        self.invites.get(id).map(|i| self.with_used(i.clone()))
+    }
+
+    fn with_used(&self, mut invite: InviteView) -> InviteView {
+        let used = self
+            .members
+            .iter()
+            .filter(|m| m.invited_via.as_deref() == Some(invite.id.as_str()))
+            .count();
+        invite.used = u32::try_from(used).unwrap_or(u32::MAX);
+        invite
+    }
+
+    fn role(&self, member: &str) -> Option<Role> {
+        self.members.iter().find(|m| m.id == member).map(|m| m.role)
+    }
+
+    /// Reads one invite. `None` if its key is not an invite id, its fields do not read, or
+    /// its creator is not a steward of the roster: an invite made by anyone else admits
+    /// nobody. Only a revocation written by the creator or a steward counts.
+    fn read_invite(&self, doc: &AutoCommit, id: &str, obj: &ObjId) -> Option<InviteView> {
+        invite_id_bytes(id).ok()?;
+        let creator = self.creator(obj)?.to_string();
+        if self.role(&creator) != Some(Role::Steward) {
+            return None;
+        }
+        let invite = InviteDoc::hydrate_map(doc, obj).ok()?;
+        let revoked = doc
+            .get_all(obj, REVOKED)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, op)| {
+                self.creator(op)
+                    .is_some_and(|w| w == creator || self.role(w) == Some(Role::Steward))
+            })
+            .any(|(v, _)| matches!(v, Value::Scalar(s) if s.as_bool() == Some(true)));
+        Some(InviteView {
+            id: id.to_string(),
+            creator,
+            verifier: *invite.verifier,
+            expires_at: invite.expires_at,
+            uses: invite.uses,
+            used: 0,
+            revoked,
+            created_at: invite.created_at,
+        })
     }
 
     /// The check-in or request `id`, without replies.
@@ -349,17 +461,59 @@ fn read_members(doc: &AutoCommit) -> Vec<MemberView> {
         .map_range(&members, ..)
         .filter(|e| actor_for_member(&e.key).is_ok())
         .filter_map(|e| {
-            let m = MemberDoc::hydrate_map(doc, &e.id()).ok()?;
+            let obj = e.id();
+            let m = MemberDoc::hydrate_map(doc, &obj).ok()?;
+            let owner = actor_for_member(&e.key).ok()?;
+            // The invite counts only as written with the entry, by the entry's creator.
+            let entry_creator = creator_actor(&obj)?;
+            let invited_via = m.invited_via.and_then(|via| {
+                let (_, op) = doc.get(&obj, INVITED_VIA).ok()??;
+                (creator_actor(&op)? == entry_creator).then_some(via)
+            });
             Some(MemberView {
                 id: e.key.to_string(),
                 name: m.name,
                 role: Role::from_stored(&m.role),
                 joined_at: m.joined_at,
+                addresses: read_addresses(doc, &obj, &owner),
+                invited_via,
             })
         })
         .collect();
     out.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
     out
+}
+
+/// The addresses on a roster entry, as written by its owner (whose actor is `owner`):
+/// values anyone else wrote are ignored, and lines that are not valid addresses are
+/// dropped.
+fn read_addresses(doc: &AutoCommit, entry: &ObjId, owner: &[u8; 16]) -> Vec<String> {
+    let own = doc
+        .get_all(entry, ADDRESSES)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, op)| creator_actor(op) == Some(owner.as_slice()))
+        .filter_map(|(v, _)| match v {
+            Value::Scalar(s) => s.as_str().map(str::to_string),
+            _ => None,
+        })
+        .next_back();
+    own.map(|joined| parse_addresses(&joined))
+        .unwrap_or_default()
+}
+
+/// Splits a stored address list, keeping only lines that are valid addresses.
+pub(crate) fn parse_addresses(joined: &str) -> Vec<String> {
+    joined
+        .split('\n')
+        .filter(|a| {
+            !a.is_empty()
+                && a.len() <= crate::MAX_ADDRESS_CHARS
+                && a.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .take(crate::MAX_ADDRESSES)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The claims on a request, oldest first. A claim counts only if the member its key names

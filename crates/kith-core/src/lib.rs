@@ -44,8 +44,8 @@ mod types;
 pub use circle::Circle;
 pub use payload::Payload;
 pub use types::{
-    ClaimView, HelpKind, ItemId, ItemKind, ItemView, MemberView, Mood, NewRequest, ReplyView,
-    RequestStatus, Role, actor_for_member, member_id,
+    ClaimView, HelpKind, InviteView, ItemId, ItemKind, ItemView, MemberView, Mood, NewRequest,
+    ReplyView, RequestStatus, Role, actor_for_member, invite_id, invite_id_bytes, member_id,
 };
 
 /// Limits, in characters, checked before anything is written.
@@ -55,6 +55,9 @@ pub const MAX_NOTE_CHARS: usize = 1000;
 pub const MAX_TITLE_CHARS: usize = 120;
 pub const MAX_DETAILS_CHARS: usize = 2000;
 pub const MAX_REPLY_CHARS: usize = 1000;
+/// Limits on the network addresses a member publishes on their roster entry.
+pub const MAX_ADDRESSES: usize = 8;
+pub const MAX_ADDRESS_CHARS: usize = 128;
 
 /// Everything kith-core refuses; messages are lowercase and name what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -91,10 +94,32 @@ pub enum CoreError {
     },
     #[error("invalid id {0:?}")]
     InvalidId(String),
-    #[error("only a steward may change the roster")]
+    #[error("only a steward may change the roster or make invites")]
     NotSteward,
     #[error("{0} is already a member")]
     AlreadyMember(String),
+    #[error("{0} is not a member of this circle")]
+    NotMember(String),
+    #[error("only the person who made invite {0} or a steward may revoke it")]
+    NotInviteCreator(String),
+    #[error("the circle needs at least one steward; appoint another before stepping down")]
+    LastSteward,
+    #[error("no invite with id {0}; check the invite code")]
+    UnknownInvite(String),
+    #[error("invite {0} has expired; ask for a new one")]
+    InviteExpired(String),
+    #[error("invite {0} has been used as many times as it allows; ask for a new one")]
+    InviteUsedUp(String),
+    #[error("invite {0} was revoked; ask for a new one")]
+    InviteRevoked(String),
+    #[error("an invite must allow at least one use and expire after it is made")]
+    InviteLimits,
+    #[error("only {0} may change their own network addresses")]
+    NotOwnEntry(String),
+    #[error("invalid network address {0:?}: use printable ascii without spaces")]
+    BadAddress(String),
+    #[error("too many network addresses ({0}, at most {max})", max = MAX_ADDRESSES)]
+    TooManyAddresses(usize),
     #[error("id {0} is already in use; make a new one")]
     IdInUse(String),
     #[error("the circle document is damaged: {0}")]

@@ -11,13 +11,25 @@
 //! | what is written                         | who may write it                     |
 //! |-----------------------------------------|--------------------------------------|
 //! | circle name, roster                     | a steward                            |
+//! | a member's role                         | a steward                            |
+//! | a roster entry naming an invite         | any member (admission, see below)    |
+//! | the addresses on `m`'s roster entry     | member `m`                           |
+//! | a new invite                            | a steward                            |
+//! | an invite's revoked flag                | the invite's creator or a steward    |
 //! | an item and any of its fields (status)  | the item's author                    |
 //! | the claim keyed `m` on a request        | member `m` (add or withdraw)         |
 //! | a reply                                 | the reply's author                   |
 //!
+//! An admission is a roster entry with role `member` that names an invite which, when the
+//! entry is written, exists, is not revoked, has not expired and is named by fewer entries
+//! than it allows ([`check_admit`]).
+//!
 //! An author is never a stored field: it is the member whose actor created the object.
 
-use crate::{CoreError, ItemKind, ItemView, MemberView, RequestStatus, Role};
+use crate::{
+    CoreError, InviteView, ItemKind, ItemView, MAX_ADDRESS_CHARS, MAX_ADDRESSES, MemberView,
+    RequestStatus, Role,
+};
 
 /// One write, named by what it touches and whose that is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +42,16 @@ pub enum Write<'a> {
     Claim { request: &'a str, owner: &'a str },
     /// Creating or changing a reply.
     Reply { id: &'a str, author: &'a str },
+    /// Creating an invite.
+    InviteCreate,
+    /// Revoking invite `id`, created by `creator`.
+    InviteRevoke { id: &'a str, creator: &'a str },
+    /// Adding a roster entry (role member) that names invite `invite`.
+    Admit { invite: &'a str },
+    /// The network addresses on `owner`'s roster entry.
+    Addresses { owner: &'a str },
+    /// A member's role.
+    Role,
 }
 
 /// The authorship rule: may `writer`, whose role is `writer_role` (`None` if not in the
@@ -39,9 +61,19 @@ pub fn authorize(
     writer: &str,
     writer_role: Option<Role>,
 ) -> Result<(), CoreError> {
+    let steward = writer_role == Some(Role::Steward);
     match *write {
-        Write::Roster if writer_role == Some(Role::Steward) => Ok(()),
-        Write::Roster => Err(CoreError::NotSteward),
+        Write::Roster | Write::Role | Write::InviteCreate if steward => Ok(()),
+        Write::Roster | Write::Role | Write::InviteCreate => Err(CoreError::NotSteward),
+        Write::InviteRevoke { creator, .. } if steward || creator == writer => Ok(()),
+        Write::InviteRevoke { id, .. } => Err(CoreError::NotInviteCreator(id.to_string())),
+        Write::Admit { .. } if writer_role.is_some() => Ok(()),
+        Write::Admit { .. } => Err(CoreError::NotMember(writer.to_string())),
+        Write::Addresses { owner } if owner == writer && writer_role.is_some() => Ok(()),
+        Write::Addresses { owner } if owner == writer => {
+            Err(CoreError::NotMember(writer.to_string()))
+        }
+        Write::Addresses { owner } => Err(CoreError::NotOwnEntry(owner.to_string())),
         Write::Item { author, .. } | Write::Reply { author, .. } if author == writer => Ok(()),
         Write::Item { id, .. } | Write::Reply { id, .. } => {
             Err(CoreError::NotAuthor(id.to_string()))
@@ -145,6 +177,134 @@ pub fn check_add_member(
     Ok(())
 }
 
+fn role_of(roster: &[MemberView], member: &str) -> Option<Role> {
+    roster.iter().find(|m| m.id == member).map(|m| m.role)
+}
+
+/// A steward makes an invite: at least one use, expiring after `now`.
+pub fn check_create_invite(
+    roster: &[MemberView],
+    writer: &str,
+    expires_at: i64,
+    uses: u32,
+    now: i64,
+) -> Result<(), CoreError> {
+    authorize(&Write::InviteCreate, writer, role_of(roster, writer))?;
+    if uses == 0 || expires_at <= now {
+        return Err(CoreError::InviteLimits);
+    }
+    Ok(())
+}
+
+/// The invite's creator or a steward revokes it; `invite` is `None` when `id` names no
+/// readable invite. Revoking twice is allowed (it changes nothing anyone relies on).
+pub fn check_revoke_invite(
+    roster: &[MemberView],
+    writer: &str,
+    invite: Option<&InviteView>,
+    id: &str,
+) -> Result<(), CoreError> {
+    let invite = invite.ok_or_else(|| CoreError::UnknownInvite(id.to_string()))?;
+    authorize(
+        &Write::InviteRevoke {
+            id: &invite.id,
+            creator: &invite.creator,
+        },
+        writer,
+        role_of(roster, writer),
+    )
+}
+
+/// Whether `invite` still admits someone at `now`: it exists, is not revoked, has not
+/// expired and fewer members than it allows came through it. Checked in that order.
+pub fn check_invite_valid(
+    invite: Option<&InviteView>,
+    id: &str,
+    now: i64,
+) -> Result<(), CoreError> {
+    let invite = invite.ok_or_else(|| CoreError::UnknownInvite(id.to_string()))?;
+    if invite.revoked {
+        return Err(CoreError::InviteRevoked(id.to_string()));
+    }
+    if now >= invite.expires_at {
+        return Err(CoreError::InviteExpired(id.to_string()));
+    }
+    if invite.used >= invite.uses {
+        return Err(CoreError::InviteUsedUp(id.to_string()));
+    }
+    Ok(())
+}
+
+/// Any member admits `new_id`, who holds invite `id` (`invite` is `None` when it names no
+/// readable invite) and is not in the roster yet.
+pub fn check_admit(
+    roster: &[MemberView],
+    writer: &str,
+    new_id: &str,
+    invite: Option<&InviteView>,
+    id: &str,
+    now: i64,
+) -> Result<(), CoreError> {
+    authorize(
+        &Write::Admit { invite: id },
+        writer,
+        role_of(roster, writer),
+    )?;
+    if roster.iter().any(|m| m.id == new_id) {
+        return Err(CoreError::AlreadyMember(new_id.to_string()));
+    }
+    check_invite_valid(invite, id, now)
+}
+
+/// A steward sets `member`'s role. The last steward may not step down, so that someone
+/// can still add members and make invites.
+pub fn check_set_role(
+    roster: &[MemberView],
+    writer: &str,
+    member: &str,
+    role: Role,
+) -> Result<(), CoreError> {
+    authorize(&Write::Role, writer, role_of(roster, writer))?;
+    let current =
+        role_of(roster, member).ok_or_else(|| CoreError::NotMember(member.to_string()))?;
+    let stewards = roster.iter().filter(|m| m.role == Role::Steward).count();
+    if current == Role::Steward && role != Role::Steward && stewards <= 1 {
+        return Err(CoreError::LastSteward);
+    }
+    Ok(())
+}
+
+/// `writer` publishes addresses on their own roster entry: at most [`MAX_ADDRESSES`], each
+/// 1 to [`MAX_ADDRESS_CHARS`] characters of printable ASCII without whitespace (so that
+/// joining them with `'\n'` is unambiguous). Returns the value to store.
+pub fn check_addresses(
+    roster: &[MemberView],
+    writer: &str,
+    addresses: &[String],
+) -> Result<String, CoreError> {
+    authorize(
+        &Write::Addresses { owner: writer },
+        writer,
+        role_of(roster, writer),
+    )?;
+    if addresses.len() > MAX_ADDRESSES {
+        return Err(CoreError::TooManyAddresses(addresses.len()));
+    }
+    for a in addresses {
+        if a.len() > MAX_ADDRESS_CHARS {
+            return Err(CoreError::TooLong {
+                field: "network address",
+                len: a.len(),
+                max: MAX_ADDRESS_CHARS,
+            });
+        }
+        if a.is_empty() || !a.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(CoreError::BadAddress(a.clone()));
+        }
+    }
+    Ok(addresses.join("\n"))
+}
+
 /// A required text: trimmed, not empty, at most `max` characters.
 pub fn check_text(field: &'static str, text: &str, max: usize) -> Result<String, CoreError> {
     check_optional_text(field, Some(text), max)?.ok_or(CoreError::Empty(field))
@@ -235,6 +395,146 @@ mod tests {
         assert_eq!(
             authorize(&Write::Roster, "ann", None),
             Err(CoreError::NotSteward)
+        );
+    }
+
+    fn roster() -> Vec<MemberView> {
+        [("ann", Role::Steward), ("bob", Role::Member)]
+            .into_iter()
+            .map(|(id, role)| MemberView {
+                id: id.into(),
+                name: id.into(),
+                role,
+                joined_at: 1,
+                addresses: vec![],
+                invited_via: None,
+            })
+            .collect()
+    }
+
+    fn invite(uses: u32, used: u32, revoked: bool) -> InviteView {
+        InviteView {
+            id: "inv".into(),
+            creator: "ann".into(),
+            verifier: [0; 32],
+            expires_at: 100,
+            uses,
+            used,
+            revoked,
+            created_at: 1,
+        }
+    }
+
+    #[test]
+    fn new_writes_in_the_table() {
+        let steward = Some(Role::Steward);
+        let member = Some(Role::Member);
+        for w in [Write::InviteCreate, Write::Role] {
+            assert_eq!(authorize(&w, "ann", steward), Ok(()));
+            assert_eq!(authorize(&w, "bob", member), Err(CoreError::NotSteward));
+            assert_eq!(authorize(&w, "eve", None), Err(CoreError::NotSteward));
+        }
+        let revoke = Write::InviteRevoke {
+            id: "inv",
+            creator: "bob",
+        };
+        assert_eq!(authorize(&revoke, "bob", member), Ok(()));
+        assert_eq!(authorize(&revoke, "ann", steward), Ok(()));
+        assert_eq!(
+            authorize(&revoke, "cat", member),
+            Err(CoreError::NotInviteCreator("inv".into()))
+        );
+        let admit = Write::Admit { invite: "inv" };
+        assert_eq!(authorize(&admit, "bob", member), Ok(()));
+        assert_eq!(
+            authorize(&admit, "eve", None),
+            Err(CoreError::NotMember("eve".into()))
+        );
+        let addresses = Write::Addresses { owner: "bob" };
+        assert_eq!(authorize(&addresses, "bob", member), Ok(()));
+        assert_eq!(
+            authorize(&addresses, "ann", steward),
+            Err(CoreError::NotOwnEntry("bob".into()))
+        );
+        assert_eq!(
+            authorize(&addresses, "bob", None),
+            Err(CoreError::NotMember("bob".into()))
+        );
+    }
+
+    #[test]
+    fn invite_and_roster_rules() {
+        let r = roster();
+        assert_eq!(check_create_invite(&r, "ann", 100, 1, 50), Ok(()));
+        assert_eq!(
+            check_create_invite(&r, "bob", 100, 1, 50),
+            Err(CoreError::NotSteward)
+        );
+        assert_eq!(
+            check_create_invite(&r, "ann", 50, 1, 50),
+            Err(CoreError::InviteLimits)
+        );
+        let ok = invite(2, 1, false);
+        assert_eq!(check_admit(&r, "bob", "cat", Some(&ok), "inv", 99), Ok(()));
+        let err = |e| Err::<(), _>(e);
+        assert_eq!(
+            check_admit(&r, "bob", "cat", Some(&ok), "inv", 100),
+            err(CoreError::InviteExpired("inv".into()))
+        );
+        assert_eq!(
+            check_admit(&r, "bob", "cat", Some(&invite(1, 1, false)), "inv", 1),
+            err(CoreError::InviteUsedUp("inv".into()))
+        );
+        assert_eq!(
+            check_admit(&r, "bob", "cat", Some(&invite(1, 0, true)), "inv", 1),
+            err(CoreError::InviteRevoked("inv".into()))
+        );
+        assert_eq!(
+            check_admit(&r, "bob", "cat", None, "inv", 1),
+            err(CoreError::UnknownInvite("inv".into()))
+        );
+        assert_eq!(
+            check_admit(&r, "bob", "ann", Some(&ok), "inv", 1),
+            err(CoreError::AlreadyMember("ann".into()))
+        );
+        assert_eq!(
+            check_admit(&r, "eve", "cat", Some(&ok), "inv", 1),
+            err(CoreError::NotMember("eve".into()))
+        );
+        assert_eq!(check_revoke_invite(&r, "ann", Some(&ok), "inv"), Ok(()));
+        assert_eq!(
+            check_revoke_invite(&r, "bob", Some(&ok), "inv"),
+            err(CoreError::NotInviteCreator("inv".into()))
+        );
+        assert_eq!(check_set_role(&r, "ann", "bob", Role::Steward), Ok(()));
+        assert_eq!(
+            check_set_role(&r, "ann", "ann", Role::Member),
+            err(CoreError::LastSteward)
+        );
+        assert_eq!(
+            check_set_role(&r, "bob", "bob", Role::Steward),
+            err(CoreError::NotSteward)
+        );
+        assert_eq!(
+            check_set_role(&r, "ann", "cat", Role::Member),
+            err(CoreError::NotMember("cat".into()))
+        );
+        let list = vec![
+            "/ip4/1.2.3.4/tcp/1".to_string(),
+            "/dns4/x/tcp/2".to_string(),
+        ];
+        assert_eq!(
+            check_addresses(&r, "bob", &list),
+            Ok("/ip4/1.2.3.4/tcp/1\n/dns4/x/tcp/2".into())
+        );
+        assert_eq!(check_addresses(&r, "bob", &[]), Ok(String::new()));
+        assert_eq!(
+            check_addresses(&r, "eve", &list),
+            Err(CoreError::NotMember("eve".into()))
+        );
+        assert_eq!(
+            check_addresses(&r, "bob", &["a\tb".to_string()]),
+            Err(CoreError::BadAddress("a\tb".into()))
         );
     }
 

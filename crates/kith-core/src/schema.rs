@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use autosurgeon::bytes::ByteArray;
 use autosurgeon::{Hydrate, HydrateError, Prop, ReadDoc, Reconcile};
 
 /// Root keys. Every one of them is created in the genesis change, so no two members ever
@@ -16,6 +17,16 @@ pub(crate) const MEMBERS: &str = "m";
 pub(crate) const CHECKINS: &str = "c";
 pub(crate) const REQUESTS: &str = "q";
 pub(crate) const REPLIES: &str = "r";
+pub(crate) const INVITES: &str = "i";
+
+/// Keys of a roster entry written after it was created: the role (by a steward) and the
+/// member's own network addresses (by that member only).
+pub(crate) const ROLE: &str = "r";
+pub(crate) const ADDRESSES: &str = "a";
+/// Key of a roster entry naming the invite it came through, written with the entry.
+pub(crate) const INVITED_VIA: &str = "i";
+/// Key of an invite's revoked flag.
+pub(crate) const REVOKED: &str = "r";
 
 /// Key of a request's claims map, inside the request.
 pub(crate) const CLAIMS: &str = "l";
@@ -40,6 +51,8 @@ pub(crate) struct Genesis {
     pub requests: BTreeMap<String, RequestDoc>,
     #[autosurgeon(rename = "r")]
     pub replies: BTreeMap<String, ReplyDoc>,
+    #[autosurgeon(rename = "i")]
+    pub invites: BTreeMap<String, InviteDoc>,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
@@ -51,6 +64,28 @@ pub(crate) struct MemberDoc {
     pub role: String,
     #[autosurgeon(rename = "j")]
     pub joined_at: i64,
+    /// The invite this member joined through; absent for the founder and for members a
+    /// steward added. Counts only if written with the entry (see `feed::read_members`).
+    #[autosurgeon(rename = "i", missing = "Default::default")]
+    pub invited_via: Option<String>,
+    // `a` (addresses) is not here: it is written by the member alone, after the entry
+    // exists, and read with its writer checked (see `feed::read_addresses`).
+}
+
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct InviteDoc {
+    /// What the joiner proves knowledge of; the secret itself never enters the document.
+    #[autosurgeon(rename = "v")]
+    pub verifier: ByteArray<32>,
+    #[autosurgeon(rename = "x")]
+    pub expires_at: i64,
+    /// How many people may join with it.
+    #[autosurgeon(rename = "u")]
+    pub uses: u32,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+    #[autosurgeon(rename = "r", missing = "Default::default")]
+    pub revoked: bool,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]

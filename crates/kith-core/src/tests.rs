@@ -161,7 +161,9 @@ fn found_creates_the_circle() {
             id: member(1),
             name: "Ann".into(),
             role: Role::Steward,
-            joined_at: T0
+            joined_at: T0,
+            addresses: vec![],
+            invited_via: None,
         }]
     );
     assert!(circle.items().is_empty());
@@ -1029,4 +1031,465 @@ fn change_sizes_stay_small() {
         "request change is {} bytes",
         request.len()
     );
+}
+
+const DAY: i64 = 86_400_000;
+
+fn inv(n: u8) -> String {
+    invite_id(&[n; 16])
+}
+
+fn addrs(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| (*a).to_string()).collect()
+}
+
+#[test]
+fn invite_ids() {
+    let id = inv(7);
+    assert_eq!(id.len(), 26);
+    assert_eq!(invite_id_bytes(&id), Ok([7; 16]));
+    let noncanonical = format!("{}b", &id[..25]);
+    for bad in [
+        "",
+        &id[..25],
+        &id.to_uppercase(),
+        &noncanonical,
+        &member(1),
+        "abcdefghijklmnopqrstuvwxy1",
+    ] {
+        assert_eq!(
+            invite_id_bytes(bad),
+            Err(CoreError::InvalidId(bad.to_string())),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn stewards_create_invites() {
+    let mut t = three();
+    let c = t
+        .ann
+        .create_invite(&inv(1), [9; 32], T0 + DAY, 2, T0 + 10)
+        .unwrap();
+    let invite = t.ann.invite(&inv(1)).unwrap();
+    assert_eq!(
+        invite,
+        InviteView {
+            id: inv(1),
+            creator: member(1),
+            verifier: [9; 32],
+            expires_at: T0 + DAY,
+            uses: 2,
+            used: 0,
+            revoked: false,
+            created_at: T0 + 10,
+        }
+    );
+    assert_eq!(t.ann.invites(), vec![invite.clone()]);
+    t.bob.apply_changes(&[c]).unwrap();
+    assert_eq!(t.bob.invites(), vec![invite]);
+
+    assert_eq!(
+        t.bob.create_invite(&inv(2), [9; 32], T0 + DAY, 1, T0),
+        Err(CoreError::NotSteward)
+    );
+    assert_eq!(
+        t.ann.create_invite("nope", [9; 32], T0 + DAY, 1, T0),
+        Err(CoreError::InvalidId("nope".into()))
+    );
+    assert_eq!(
+        t.ann.create_invite(&inv(2), [9; 32], T0 + DAY, 0, T0),
+        Err(CoreError::InviteLimits)
+    );
+    assert_eq!(
+        t.ann.create_invite(&inv(2), [9; 32], T0, 1, T0),
+        Err(CoreError::InviteLimits)
+    );
+    assert_eq!(
+        t.ann.create_invite(&inv(1), [8; 32], T0 + DAY, 1, T0),
+        Err(CoreError::IdInUse(inv(1)))
+    );
+    assert_eq!(t.ann.invites().len(), 1);
+}
+
+#[test]
+fn creator_or_steward_revokes_invites() {
+    let mut t = three();
+    let mut log = t.log.clone();
+    log.push(t.ann.set_role(&member(2), Role::Steward, T0 + 3).unwrap());
+    t.bob.apply_changes(&log).unwrap();
+    t.cat.apply_changes(&log).unwrap();
+    // Bob, now a steward, makes two invites.
+    log.push(
+        t.bob
+            .create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0 + 4)
+            .unwrap(),
+    );
+    log.push(
+        t.bob
+            .create_invite(&inv(2), [2; 32], T0 + DAY, 1, T0 + 4)
+            .unwrap(),
+    );
+    t.ann.apply_changes(&log).unwrap();
+    t.cat.apply_changes(&log).unwrap();
+    assert_eq!(
+        t.cat.revoke_invite(&inv(1), T0 + 5),
+        Err(CoreError::NotInviteCreator(inv(1)))
+    );
+    assert_eq!(
+        t.cat.revoke_invite(&inv(3), T0 + 5),
+        Err(CoreError::UnknownInvite(inv(3)))
+    );
+    // Its creator revokes one, another steward the other.
+    log.push(t.bob.revoke_invite(&inv(1), T0 + 5).unwrap());
+    log.push(t.ann.revoke_invite(&inv(2), T0 + 5).unwrap());
+    t.cat.apply_changes(&log).unwrap();
+    assert!(t.cat.invites().iter().all(|i| i.revoked));
+    assert_eq!(t.cat.invites().len(), 2);
+    assert_eq!(
+        t.cat.admit(&member(4), "Dan", &inv(1), T0 + 6),
+        Err(CoreError::InviteRevoked(inv(1)))
+    );
+    let loaded = Circle::load(&member(3), &log).unwrap();
+    assert_eq!(loaded.invites(), t.cat.invites());
+}
+
+#[test]
+fn any_member_admits_with_a_valid_invite() {
+    let mut t = three();
+    let mut log = t.log.clone();
+    log.push(
+        t.ann
+            .create_invite(&inv(1), [1; 32], T0 + DAY, 2, T0 + 3)
+            .unwrap(),
+    );
+    t.bob.apply_changes(&log).unwrap();
+    let admit = t.bob.admit(&member(4), " Dan ", &inv(1), T0 + 4).unwrap();
+    log.push(admit);
+    let dan = t
+        .bob
+        .members()
+        .into_iter()
+        .find(|m| m.id == member(4))
+        .unwrap();
+    assert_eq!(dan.name, "Dan");
+    assert_eq!(dan.role, Role::Member);
+    assert_eq!(dan.joined_at, T0 + 4);
+    assert_eq!(dan.invited_via, Some(inv(1)));
+    assert_eq!(t.bob.invite(&inv(1)).unwrap().used, 1);
+
+    // Dan's daemon loads the circle and writes; everyone sees it.
+    let mut dan = Circle::load(&member(4), &log).unwrap();
+    let checkin = dan.checkin(&iid(1), Mood::Good, None, T0 + 5).unwrap();
+    t.ann.apply_changes(&log).unwrap();
+    t.ann.apply_changes(&[checkin]).unwrap();
+    assert_eq!(t.ann.items()[0].author, member(4));
+    assert_eq!(t.ann.members(), t.bob.members());
+    assert_eq!(t.ann.invite(&inv(1)).unwrap().used, 1);
+
+    // Refusals.
+    assert_eq!(
+        t.bob.admit(&member(4), "Dan", &inv(1), T0 + 6),
+        Err(CoreError::AlreadyMember(member(4)))
+    );
+    assert_eq!(
+        t.bob.admit(&member(5), "Eve", &inv(9), T0 + 6),
+        Err(CoreError::UnknownInvite(inv(9)))
+    );
+    assert_eq!(
+        t.bob.admit(&member(5), "Eve", &inv(1), T0 + DAY),
+        Err(CoreError::InviteExpired(inv(1)))
+    );
+    assert_eq!(
+        t.bob.admit("eve", "Eve", &inv(1), T0 + 6),
+        Err(CoreError::InvalidId("eve".into()))
+    );
+    assert_eq!(
+        t.bob.admit(&member(5), " ", &inv(1), T0 + 6),
+        Err(CoreError::Empty("member name"))
+    );
+    // Someone outside the roster cannot admit anyone.
+    let mut stranger = Circle::load(&member(9), &log).unwrap();
+    assert_eq!(
+        stranger.admit(&member(5), "Eve", &inv(1), T0 + 6),
+        Err(CoreError::NotMember(member(9)))
+    );
+}
+
+#[test]
+fn a_one_use_invite_admits_once() {
+    let mut t = three();
+    let mut log = t.log.clone();
+    log.push(
+        t.ann
+            .create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0 + 3)
+            .unwrap(),
+    );
+    deliver(&log, &mut [&mut t.bob, &mut t.cat]);
+    let first = t.bob.admit(&member(4), "Dan", &inv(1), T0 + 4).unwrap();
+    assert_eq!(
+        t.bob.admit(&member(5), "Eve", &inv(1), T0 + 5),
+        Err(CoreError::InviteUsedUp(inv(1)))
+    );
+    t.ann.apply_changes(std::slice::from_ref(&first)).unwrap();
+    assert_eq!(
+        t.ann.admit(&member(5), "Eve", &inv(1), T0 + 5),
+        Err(CoreError::InviteUsedUp(inv(1)))
+    );
+    // Cat has not seen Bob's admission: the limit is checked against what she has seen,
+    // so a concurrent second admission goes through and the roster names the invite twice.
+    let second = t.cat.admit(&member(5), "Eve", &inv(1), T0 + 5).unwrap();
+    t.cat.apply_changes(&[first]).unwrap();
+    t.bob.apply_changes(&[second]).unwrap();
+    assert_eq!(t.cat.invite(&inv(1)).unwrap().used, 2);
+    assert_eq!(t.cat.members(), t.bob.members());
+    assert_eq!(t.cat.members().len(), 5);
+}
+
+#[test]
+fn set_role_is_for_stewards() {
+    let mut t = three();
+    assert_eq!(
+        t.bob.set_role(&member(3), Role::Steward, T0),
+        Err(CoreError::NotSteward)
+    );
+    assert_eq!(
+        t.ann.set_role(&member(1), Role::Member, T0),
+        Err(CoreError::LastSteward)
+    );
+    assert_eq!(
+        t.ann.set_role(&member(4), Role::Steward, T0),
+        Err(CoreError::NotMember(member(4)))
+    );
+    let invite = t
+        .ann
+        .create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0)
+        .unwrap();
+    let appoint = t.ann.set_role(&member(2), Role::Steward, T0 + 1).unwrap();
+    assert_eq!(t.ann.members()[1].role, Role::Steward);
+    t.bob.apply_changes(&[invite, appoint]).unwrap();
+    assert_eq!(t.bob.members(), t.ann.members());
+    // Bob, appointed, may appoint and add; Ann may now step down.
+    t.bob
+        .add_member(&member(4), "Dan", Role::Member, T0 + 2)
+        .unwrap();
+    let step_down = t.ann.set_role(&member(1), Role::Member, T0 + 3).unwrap();
+    t.bob.apply_changes(&[step_down]).unwrap();
+    assert_eq!(t.bob.members()[0].role, Role::Member);
+    // An invite counts only while its creator is a steward.
+    assert_eq!(t.bob.invite(&inv(1)), None);
+    assert_eq!(
+        t.bob.admit(&member(5), "Eve", &inv(1), T0 + 4),
+        Err(CoreError::UnknownInvite(inv(1)))
+    );
+    assert_eq!(
+        t.bob.set_role(&member(2), Role::Member, T0 + 4),
+        Err(CoreError::LastSteward)
+    );
+}
+
+#[test]
+fn members_publish_their_own_addresses() {
+    let mut t = three();
+    let mine = addrs(&[
+        "/ip4/192.0.2.7/udp/4001/quic-v1",
+        "/dns4/example.org/tcp/4001",
+    ]);
+    let c = t.bob.set_my_addresses(&mine, T0).unwrap().unwrap();
+    assert_eq!(t.bob.set_my_addresses(&mine, T0 + 1), Ok(None));
+    assert_eq!(t.bob.members()[1].addresses, mine);
+    t.ann.apply_changes(&[c]).unwrap();
+    assert_eq!(t.ann.members()[1].addresses, mine);
+    assert!(t.ann.members()[0].addresses.is_empty());
+    // Nothing published: an empty list writes nothing.
+    assert_eq!(t.cat.set_my_addresses(&[], T0), Ok(None));
+    // Withdrawing.
+    let c = t.bob.set_my_addresses(&[], T0 + 2).unwrap().unwrap();
+    t.ann.apply_changes(&[c]).unwrap();
+    assert!(t.ann.members()[1].addresses.is_empty());
+
+    // Validation.
+    let nine: Vec<String> = (0..9).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect();
+    assert_eq!(
+        t.bob.set_my_addresses(&nine, T0),
+        Err(CoreError::TooManyAddresses(9))
+    );
+    assert!(t.bob.set_my_addresses(&nine[..8], T0).unwrap().is_some());
+    for bad in [
+        "",
+        "/ip4/1.2.3.4 /tcp/1",
+        "/ip4/1.2.3.4\n/tcp/1",
+        "/dns4/é/tcp/1",
+    ] {
+        assert_eq!(
+            t.bob.set_my_addresses(&addrs(&[bad]), T0),
+            Err(CoreError::BadAddress(bad.into())),
+            "{bad:?}"
+        );
+    }
+    let long = format!("/dns4/{}", "a".repeat(MAX_ADDRESS_CHARS));
+    assert!(matches!(
+        t.bob.set_my_addresses(&[long], T0),
+        Err(CoreError::TooLong {
+            field: "network address",
+            ..
+        })
+    ));
+    let mut stranger = Circle::load(&member(9), &t.log).unwrap();
+    assert_eq!(
+        stranger.set_my_addresses(&mine, T0),
+        Err(CoreError::NotMember(member(9)))
+    );
+}
+
+#[test]
+fn addresses_written_by_others_are_not_read() {
+    let mut t = three();
+    let mine = addrs(&["/ip4/192.0.2.7/tcp/4001"]);
+    let own = t.bob.set_my_addresses(&mine, T0).unwrap().unwrap();
+    // Ann, concurrently, writes on Bob's entry with the raw API, as a hostile member could.
+    let forged = raw_edit(&mut t.ann, |doc| {
+        let members = map_at(doc, &automerge::ROOT, "m");
+        let bob = map_at(doc, &members, &member(2));
+        doc.put(&bob, "a", "/ip4/203.0.113.66/tcp/4001").unwrap();
+        // And claims Cat came through an invite.
+        let cat = map_at(doc, &members, &member(3));
+        doc.put(&cat, "i", inv(1)).unwrap();
+    });
+    assert!(t.ann.members()[1].addresses.is_empty());
+    assert_eq!(t.ann.members()[2].invited_via, None);
+    t.ann.apply_changes(std::slice::from_ref(&own)).unwrap();
+    t.bob.apply_changes(std::slice::from_ref(&forged)).unwrap();
+    assert_eq!(t.ann.members()[1].addresses, mine);
+    assert_eq!(t.bob.members(), t.ann.members());
+    // Written after Bob's, the forgery hides his value but never shows its own.
+    let later = raw_edit(&mut t.ann, |doc| {
+        let members = map_at(doc, &automerge::ROOT, "m");
+        let bob = map_at(doc, &members, &member(2));
+        doc.put(&bob, "a", "/ip4/203.0.113.66/tcp/4001").unwrap();
+    });
+    t.bob.apply_changes(&[later]).unwrap();
+    assert!(t.bob.members()[1].addresses.is_empty());
+    // Bob writes again and his value is back.
+    assert!(t.bob.set_my_addresses(&mine, T0 + 1).unwrap().is_some());
+    assert_eq!(t.bob.members()[1].addresses, mine);
+}
+
+#[test]
+fn invites_made_by_non_stewards_do_not_count() {
+    let mut t = three();
+    let forged = raw_edit(&mut t.bob, |doc| {
+        let invites = map_at(doc, &automerge::ROOT, "i");
+        let invite = doc
+            .put_object(&invites, inv(1).as_str(), ObjType::Map)
+            .unwrap();
+        doc.put(&invite, "v", ScalarValue::Bytes(vec![1; 32]))
+            .unwrap();
+        doc.put(&invite, "x", T0 + DAY).unwrap();
+        doc.put(&invite, "u", ScalarValue::Uint(5)).unwrap();
+        doc.put(&invite, "c", T0).unwrap();
+    });
+    assert!(t.bob.invites().is_empty());
+    t.cat.apply_changes(&[forged]).unwrap();
+    assert!(t.cat.invites().is_empty());
+    assert_eq!(
+        t.cat.admit(&member(4), "Dan", &inv(1), T0),
+        Err(CoreError::UnknownInvite(inv(1)))
+    );
+    // A revocation written by someone who is neither creator nor steward is ignored.
+    let real = t
+        .ann
+        .create_invite(&inv(2), [2; 32], T0 + DAY, 1, T0)
+        .unwrap();
+    t.cat.apply_changes(&[real]).unwrap();
+    let revoke = raw_edit(&mut t.cat, |doc| {
+        let invites = map_at(doc, &automerge::ROOT, "i");
+        let invite = map_at(doc, &invites, &inv(2));
+        doc.put(&invite, "r", true).unwrap();
+    });
+    assert!(!t.cat.invite(&inv(2)).unwrap().revoked);
+    t.ann.apply_changes(&[revoke]).unwrap();
+    assert!(!t.ann.invite(&inv(2)).unwrap().revoked);
+}
+
+#[test]
+fn invites_and_addresses_merge_and_load() {
+    let (mut ann, genesis) = Circle::found(&member(1), "Ann", "Circle", T0).unwrap();
+    let add = ann.add_member(&member(2), "Bob", Role::Member, T0).unwrap();
+    let mut log = vec![genesis, add];
+    let mut bob = Circle::load(&member(2), &log).unwrap();
+
+    // Concurrently: Ann makes invites and publishes addresses; Bob publishes his.
+    let from_ann = vec![
+        ann.create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0 + 1)
+            .unwrap(),
+        ann.create_invite(&inv(2), [2; 32], T0 + DAY, 3, T0 + 2)
+            .unwrap(),
+        ann.set_my_addresses(&addrs(&["/ip4/192.0.2.1/tcp/1"]), T0 + 3)
+            .unwrap()
+            .unwrap(),
+    ];
+    let from_bob = vec![
+        bob.set_my_addresses(&addrs(&["/ip4/192.0.2.2/tcp/2"]), T0 + 3)
+            .unwrap()
+            .unwrap(),
+    ];
+    ann.apply_changes(&from_bob).unwrap();
+    bob.apply_changes(&from_ann).unwrap();
+    assert_eq!(ann.invites(), bob.invites());
+    assert_eq!(ann.members(), bob.members());
+    assert_eq!(bob.invites().len(), 2);
+    assert_eq!(bob.members()[0].addresses, addrs(&["/ip4/192.0.2.1/tcp/1"]));
+    assert_eq!(ann.members()[1].addresses, addrs(&["/ip4/192.0.2.2/tcp/2"]));
+
+    // Then Bob admits someone, Ann revokes the other invite, concurrently.
+    let admit = bob.admit(&member(3), "Cat", &inv(2), T0 + 4).unwrap();
+    let revoke = ann.revoke_invite(&inv(1), T0 + 4).unwrap();
+    ann.apply_changes(std::slice::from_ref(&admit)).unwrap();
+    bob.apply_changes(std::slice::from_ref(&revoke)).unwrap();
+    assert_eq!(ann.invites(), bob.invites());
+    assert_eq!(ann.members(), bob.members());
+    assert_eq!(ann.invite(&inv(2)).unwrap().used, 1);
+    assert!(ann.invite(&inv(1)).unwrap().revoked);
+
+    log.extend(from_ann);
+    log.extend(from_bob);
+    log.push(admit);
+    log.push(revoke);
+    let mut reversed = log.clone();
+    reversed.reverse();
+    let loaded = Circle::load(&member(3), &reversed).unwrap();
+    assert_eq!(loaded.invites(), ann.invites());
+    assert_eq!(loaded.members(), ann.members());
+    assert_eq!(loaded.members()[2].invited_via, Some(inv(2)));
+}
+
+#[test]
+fn new_change_sizes() {
+    let mut t = three();
+    let invite = t
+        .ann
+        .create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0)
+        .unwrap();
+    t.bob.apply_changes(std::slice::from_ref(&invite)).unwrap();
+    let admit = t.bob.admit(&member(4), "Dan", &inv(1), T0).unwrap();
+    let addresses = t
+        .bob
+        .set_my_addresses(&addrs(&["/ip4/192.0.2.7/udp/4001/quic-v1"]), T0)
+        .unwrap()
+        .unwrap();
+    let revoke = t.ann.revoke_invite(&inv(1), T0).unwrap();
+    let role = t.ann.set_role(&member(2), Role::Steward, T0).unwrap();
+    eprintln!(
+        "change sizes: invite {} B, admit {} B, addresses {} B, revoke {} B, role {} B",
+        invite.len(),
+        admit.len(),
+        addresses.len(),
+        revoke.len(),
+        role.len()
+    );
+    for c in [&invite, &admit, &addresses, &revoke, &role] {
+        assert!(c.len() <= 300, "{} bytes", c.len());
+    }
 }

@@ -219,6 +219,7 @@ impl FromStr for Role {
 const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz234567";
 const MEMBER_ID_CHARS: usize = 52;
 const ITEM_ID_CHARS: usize = 10;
+const INVITE_ID_CHARS: usize = 26;
 
 pub(crate) fn in_alphabet(c: char) -> bool {
     ALPHABET.contains(c)
@@ -291,12 +292,53 @@ pub fn actor_for_member(member_id: &str) -> Result<[u8; 16], CoreError> {
         .ok_or_else(invalid)
 }
 
+/// The id of an invite: 16 random bytes in the alphabet of member ids, 26 characters.
+pub fn invite_id(random: &[u8; 16]) -> String {
+    data_encoding::BASE32_NOPAD
+        .encode(random)
+        .to_ascii_lowercase()
+}
+
+/// The 16 bytes an invite id encodes. Only the canonical form is accepted (lowercase, 26
+/// characters, zero trailing bits), so one invite has exactly one id.
+pub fn invite_id_bytes(invite_id: &str) -> Result<[u8; 16], CoreError> {
+    let invalid = || CoreError::InvalidId(invite_id.to_string());
+    if invite_id.len() != INVITE_ID_CHARS || !invite_id.chars().all(in_alphabet) {
+        return Err(invalid());
+    }
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(invite_id.to_ascii_uppercase().as_bytes())
+        .map_err(|_| invalid())?;
+    <[u8; 16]>::try_from(bytes.as_slice()).map_err(|_| invalid())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberView {
     pub id: String,
     pub name: String,
     pub role: Role,
     pub joined_at: i64,
+    /// Network addresses (multiaddr strings) the member published on their own entry.
+    /// Only values the member wrote themself are read.
+    pub addresses: Vec<String>,
+    /// The invite the member joined through, if they were admitted with one.
+    pub invited_via: Option<String>,
+}
+
+/// One invite as read from the document. `creator` is the member whose change created it
+/// (never a field); an invite counts only while its creator is a steward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteView {
+    pub id: String,
+    pub creator: String,
+    pub verifier: [u8; 32],
+    pub expires_at: i64,
+    /// How many people may join with it.
+    pub uses: u32,
+    /// How many members of the roster name it as the invite they came through.
+    pub used: u32,
+    pub revoked: bool,
+    pub created_at: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -49,6 +49,7 @@ enum Op {
     Done { who: usize, pick: usize },
     Cancel { who: usize, pick: usize },
     Reply { who: usize, pick: usize },
+    Addresses { who: usize, n: u8 },
     Sync { from: usize, to: usize },
 }
 
@@ -67,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         (who.clone(), pick.clone()).prop_map(|(who, pick)| Op::Done { who, pick }),
         (who.clone(), pick.clone()).prop_map(|(who, pick)| Op::Cancel { who, pick }),
         (who.clone(), pick).prop_map(|(who, pick)| Op::Reply { who, pick }),
+        (who.clone(), 0..4u8).prop_map(|(who, n)| Op::Addresses { who, n }),
         (who.clone(), who).prop_map(|(from, to)| Op::Sync { from, to }),
         (0..4usize, 0..4usize).prop_map(|(from, to)| Op::Sync { from, to }),
     ]
@@ -108,6 +110,8 @@ struct Record {
     closed_by: HashMap<String, String>,
     claimed_by: HashSet<(String, String)>,
     reply_author: HashMap<String, String>,
+    /// The addresses each member last published.
+    addresses: HashMap<String, Vec<String>>,
 }
 
 fn run(members: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
@@ -149,6 +153,7 @@ fn run(members: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
                     // The feed, refreshed key by key, matches one read from scratch.
                     let fresh = Circle::load(&member(to), &nodes[to].known).unwrap();
                     prop_assert_eq!(nodes[to].circle.items(), fresh.items());
+                    prop_assert_eq!(nodes[to].circle.members(), fresh.members());
                 }
             }
             Op::CheckIn { who, mood, note } => {
@@ -160,6 +165,24 @@ fn run(members: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
                     .unwrap();
                 nodes[who].learn(c);
                 record.creator.insert(new_id.to_string(), member(who));
+            }
+            Op::Addresses { who, n } => {
+                let who = who % members;
+                // n = 0 withdraws them.
+                let list: Vec<String> = (0..n)
+                    .map(|i| format!("/ip4/10.0.{who}.{i}/tcp/4001"))
+                    .collect();
+                let written = nodes[who].circle.set_my_addresses(&list, now).unwrap();
+                let before = record
+                    .addresses
+                    .get(&member(who))
+                    .cloned()
+                    .unwrap_or_default();
+                prop_assert_eq!(written.is_none(), before == list);
+                if let Some(c) = written {
+                    nodes[who].learn(c);
+                }
+                record.addresses.insert(member(who), list);
             }
             Op::Ask { who, urgent } => {
                 let who = who % members;
@@ -256,6 +279,12 @@ fn run(members: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
         &Circle::load(&member(0), &shuffled).unwrap().items(),
         &items
     );
+
+    // Each member's addresses are the ones they last published, everywhere.
+    for m in nodes[0].circle.members() {
+        let expected = record.addresses.get(&m.id).cloned().unwrap_or_default();
+        prop_assert_eq!(m.addresses, expected);
+    }
 
     // Nobody wrote as someone else, closed someone else's request or claimed for another.
     prop_assert_eq!(items.len(), record.creator.len());
