@@ -1,6 +1,7 @@
-//! The circle's domain: members and roles, check-ins, help requests, claims and replies,
-//! kept in one automerge document per circle and mapped with autosurgeon; and the rules
-//! of who may write what, as pure functions ([`rules`]).
+//! The circle's domain: members and roles, invites and admission, members' published
+//! network addresses, check-ins, help requests, claims and replies, kept in one automerge
+//! document per circle and mapped with autosurgeon; and the rules of who may write what,
+//! as pure functions ([`rules`]).
 //!
 //! No I/O, no clock, no randomness: times and ids come in as arguments.
 //!
