@@ -39,6 +39,27 @@ mod fsutil;
 mod keyfile;
 mod writer;
 
+/// Entry points for `fuzz/` (docs/fuzzing.md): the store's pure decoders of bytes read from
+/// disk, without a home, a passphrase or a database. Not part of the store's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a key file without running the KDF (`keyfile::parse`).
+    pub fn parse_key_file(bytes: &[u8]) -> Result<(), crate::StoreError> {
+        crate::keyfile::parse(bytes).map(|_| ())
+    }
+
+    /// Decodes a compact envelope (`codec::CompactEnvelope`) and returns its re-encoding.
+    pub fn compact_envelope_reencode(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
+        crate::codec::CompactEnvelope::decode(bytes).map(|e| e.encode())
+    }
+
+    /// Decodes a circle record (`codec::decode_circle`) and returns its re-encoding.
+    pub fn circle_record_reencode(bytes: &[u8]) -> Result<Vec<u8>, &'static str> {
+        crate::codec::decode_circle(bytes)
+            .map(|r| crate::codec::encode_circle(&r.id, &r.epoch_keys).to_vec())
+    }
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::fs::File;

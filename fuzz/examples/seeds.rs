@@ -1,0 +1,144 @@
+//! Writes the seed corpora under fuzz/seeds/<target>/: one small valid input of each shape,
+//! made deterministically. Run from the repository root:
+//! `cargo run --manifest-path fuzz/Cargo.toml --example seeds`.
+
+use std::fs;
+use std::path::Path;
+
+use kith_core::{Circle, ItemId, Mood, Payload, member_id};
+use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey, Secret};
+use kith_ipc::Request;
+
+fn write(target: &str, name: &str, bytes: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
+    fs::create_dir_all(&dir).expect("seed directory");
+    fs::write(dir.join(name), bytes).expect("seed file");
+}
+
+/// A counter "RNG" so the seeds are the same on every run (nonces only; never for keys).
+struct Counter(u8);
+
+impl rand::TryRng for Counter {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for byte in dst {
+            self.0 = self.0.wrapping_add(1);
+            *byte = self.0;
+        }
+        Ok(())
+    }
+}
+impl rand::TryCryptoRng for Counter {}
+
+fn main() {
+    let ann_key = DeviceIdentity::from_secret(&Secret::from_bytes([1; 32]));
+    let ann = member_id(&ann_key.member_id().0);
+    let (mut circle, genesis) = Circle::found(&ann, "Ann", "Tuesday people", 1_000).expect("found");
+    let id = ItemId::from_random([7; 8]);
+    let checkin = circle
+        .checkin(&id, Mood::Low, Some("rough night"), 2_000)
+        .expect("checkin");
+    let bob = member_id(&[2; 32]);
+    let (_, bob_genesis) = Circle::found(&bob, "Bob", "Other", 1_000).expect("found");
+
+    // circle_apply_changes: the target's circle is Ann's genesis (same bytes), so a change of
+    // Ann's that follows it applies; Bob's genesis is a concurrent root.
+    write("circle_apply_changes", "checkin", &checkin);
+    write("circle_apply_changes", "other_genesis", &bob_genesis);
+    write("circle_apply_changes", "genesis_again", &genesis);
+    write(
+        "payload_decode",
+        "change",
+        &Payload::Change(checkin.clone()).encode(),
+    );
+
+    let mut rng = Counter(0);
+    let key = EpochKey(Secret::from_bytes([9; 32]));
+    let circle_id = CircleId([3; 16]);
+    let first =
+        Envelope::seal(&ann_key, &key, circle_id, 1, [0; 32], 0, b"hello", &mut rng).expect("seal");
+    let second = Envelope::seal(
+        &ann_key,
+        &key,
+        circle_id,
+        2,
+        first.hash(),
+        1,
+        b"again",
+        &mut rng,
+    )
+    .expect("seal");
+    write("envelope_decode", "first", &first.encode());
+    write("envelope_decode", "second", &second.encode());
+
+    let requests = [
+        Request::Status,
+        Request::CheckIn {
+            circle: None,
+            mood: "low".into(),
+            note: Some("rough night".into()),
+        },
+        Request::Ask {
+            circle: Some("abc".into()),
+            kind: "ride".into(),
+            title: "to the clinic".into(),
+            details: None,
+            needed_by: Some(1_700_000_000_000),
+            urgent: true,
+        },
+        Request::Reply {
+            item: id.to_string(),
+            text: "on my way".into(),
+        },
+        Request::Feed {
+            circle: None,
+            limit: Some(20),
+        },
+    ];
+    for (i, request) in requests.iter().enumerate() {
+        let json = serde_json::to_vec(request).expect("json");
+        write("ipc_request", &format!("request{i}"), &json);
+    }
+
+    write("ids", "member", ann.as_bytes());
+    write("ids", "circle", circle_id.to_string().as_bytes());
+    write("ids", "item", id.as_str().as_bytes());
+
+    // A key file of the right shape (version 1, small KDF parameters, zero salt); the sealed
+    // part is arbitrary since the target never runs the KDF.
+    let mut keyfile = Vec::new();
+    keyfile.extend_from_slice(b"KITHKEY1");
+    keyfile.extend_from_slice(&1u16.to_le_bytes());
+    for v in [8u32, 1, 1] {
+        keyfile.extend_from_slice(&v.to_le_bytes());
+    }
+    keyfile.extend_from_slice(&[0; 16]);
+    keyfile.extend_from_slice(&[0x55; 72]);
+    write("store_keyfile", "v1", &keyfile);
+
+    // store_codec: first byte 0 = compact envelope, 1 = circle record.
+    let mut compact = vec![0u8, 2, 1];
+    compact.extend_from_slice(&[4; 24]);
+    compact.extend_from_slice(&[5; 64]);
+    compact.extend_from_slice(b"ciphertext......");
+    write("store_codec", "compact", &compact);
+    let mut record = vec![1u8];
+    record.extend_from_slice(&circle_id.0);
+    for epoch in [0u32, 1] {
+        record.extend_from_slice(&epoch.to_le_bytes());
+        record.extend_from_slice(&[epoch as u8 + 6; 32]);
+    }
+    write("store_codec", "circle", &record);
+}

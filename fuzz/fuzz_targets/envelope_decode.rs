@@ -1,0 +1,16 @@
+//! `Envelope::decode` on arbitrary bytes (network and disk). Must never panic, and an
+//! accepted input must be the envelope's canonical encoding: re-encoding gives it back.
+#![no_main]
+
+use kith_crypto::Envelope;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(envelope) = Envelope::decode(data) {
+        assert_eq!(envelope.encode(), data, "accepted a non-canonical encoding");
+        // Hostile but well-formed: verifying and chaining must refuse quietly, never panic.
+        let _ = envelope.verify();
+        let _ = envelope.follows(None);
+        let _ = envelope.hash();
+    }
+});
