@@ -351,7 +351,7 @@ impl CircleSync {
 
         let mut batch = Batch::default();
         for (author, seq) in forks {
-            if !batch.push(self, source, &author, seq) {
+            if !batch.push(self, source, &author, seq) && batch.full {
                 break;
             }
         }

@@ -527,3 +527,61 @@ fn engine_asks_for_more_and_for_gaps() {
     assert_eq!(handled.accepted.len(), 2);
     assert_eq!(engine.circle(&f.circle).unwrap().len(), 3);
 }
+
+#[test]
+fn a_circle_has_at_most_max_vector_authors() {
+    let mut f = Fixture::new();
+    let mut state = CircleSync::new(f.circle);
+    for _ in 0..MAX_VECTOR_AUTHORS {
+        let mut a = f.author();
+        let env = f.next(&mut a);
+        state.restore(&env).unwrap();
+    }
+    let mut late = f.author();
+    let env = f.next(&mut late);
+    let received = state.receive(vec![env.clone()], all);
+    assert_eq!(
+        received.outcomes,
+        [Outcome::TooManyAuthors {
+            author: late.id.member_id()
+        }]
+    );
+    assert_eq!(state.local_append(env), Err(SyncError::TooManyAuthors));
+    // The largest vector still encodes and decodes.
+    let vector = state.vector();
+    assert_eq!(Message::decode(&vector.encode().unwrap()).unwrap(), vector);
+}
+
+#[test]
+fn engine_releases_unknown_authors_when_the_roster_grows() {
+    let mut f = Fixture::new();
+    let mut bob = f.author();
+    let envs: Vec<_> = (0..2).map(|_| f.next(&mut bob)).collect();
+    let store = Store::default();
+    let mut engine = SyncEngine::<u8>::new();
+    engine.join(f.circle);
+    let push = Message::Envelopes {
+        circle: f.circle,
+        more: false,
+        envelopes: envs,
+    }
+    .encode()
+    .unwrap();
+    let handled = engine.handle(&1, &push, 0, &store, |_, _| false);
+    assert!(handled.accepted.is_empty());
+    assert_eq!(handled.offence, None);
+    assert_eq!(engine.circle(&f.circle).unwrap().pending_len(), 2);
+    let released = engine.roster_changed(&f.circle, all);
+    assert_eq!(seqs(&released), [1, 2]);
+    assert!(
+        engine
+            .roster_changed(&CircleId([0; 16]), all)
+            .accepted
+            .is_empty()
+    );
+    assert!(engine.leave(&f.circle).is_some());
+    assert_eq!(
+        engine.handle(&1, &push, 0, &store, |_, _| true).offence,
+        Some(Offence::UnknownCircle)
+    );
+}

@@ -484,7 +484,7 @@ fn run_seed(seed: u64) -> usize {
     let hostile_member = hostile && seed % 8 == 7;
     let mut sim = Sim::new(seed, honest, hostile, hostile_member);
     let steps = pick.random_range(50..250);
-    let max_writes = pick.random_range(1..=5);
+    let max_writes = pick.random_range(1..=4);
     sim.chaos(steps, max_writes, &mut |sim, who| {
         let mut text = vec![0u8; sim.rng.random_range(0..64)];
         text.extend_from_slice(&(who as u64).to_le_bytes());
