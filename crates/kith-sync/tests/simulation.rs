@@ -4,7 +4,10 @@
 //! they write envelopes and sync over a network that drops 20 % of messages, duplicates
 //! and reorders them. Some seeds add a hostile node that sends garbage, forged signatures,
 //! envelopes for other circles, unknown circles and (when it is a member) its own forked
-//! and gapped chains. After a quiescent phase of full exchanges every honest node must hold
+//! and gapped chains. In some seeds honest nodes only talk to their neighbours in a line, so
+//! envelopes must travel through others, and in some one member joins the roster only
+//! halfway (its envelopes wait as unknown authors until then).
+//! After a quiescent phase of full exchanges every honest node must hold
 //! the same envelopes of every honest author, no honest peer may have been counted for an
 //! offence, and every message of the hostile node that is sure to be an offence must have
 //! been counted as one.
@@ -74,6 +77,12 @@ struct Sim {
     /// Envelopes the hostile node has seen, to tamper with.
     loot: Vec<Envelope>,
     hostile_offences_delivered: usize,
+    /// Honest nodes talk only to their neighbours in a line (0-1-2-...), so envelopes must
+    /// travel through others; the hostile node talks to everyone.
+    line: bool,
+    /// An honest node the roster lists only from the middle of the run (its add-member
+    /// operation arrives late); until then its envelopes wait as unknown authors.
+    late: Option<usize>,
 }
 
 impl Sim {
@@ -117,6 +126,45 @@ impl Sim {
             dup_rate: 0.1,
             loot: Vec::new(),
             hostile_offences_delivered: 0,
+            line: false,
+            late: None,
+        }
+    }
+
+    /// Whether `a` and `b` ever talk directly.
+    fn linked(&self, a: usize, b: usize) -> bool {
+        a != b
+            && (!self.line
+                || Some(a) == self.hostile
+                || Some(b) == self.hostile
+                || a.abs_diff(b) == 1)
+    }
+
+    /// Takes `who` out of the roster until [`Sim::grow_roster`].
+    fn make_late(&mut self, who: usize) {
+        self.roster.remove(&self.nodes[who].identity.member_id());
+        self.late = Some(who);
+    }
+
+    /// The late member's add-member operation reaches everyone: each honest node
+    /// re-checks what it held back, and stores what is now accepted.
+    fn grow_roster(&mut self) {
+        let Some(late) = self.late.take() else {
+            return;
+        };
+        self.roster.insert(self.nodes[late].identity.member_id());
+        for i in self.honest() {
+            let roster = &self.roster;
+            let node = &mut self.nodes[i];
+            let released = node
+                .engine
+                .roster_changed(&self.circle, |m| roster.contains(m));
+            assert_eq!(released.offences().count(), 0);
+            for env in released.accepted {
+                node.store
+                    .0
+                    .insert((env.header.author, env.header.seq), env);
+            }
         }
     }
 
@@ -169,7 +217,7 @@ impl Sim {
             .local_append(env)
             .unwrap();
         for to in 0..self.nodes.len() {
-            if to != who {
+            if self.linked(who, to) {
                 self.send(who, to, &push);
             }
         }
@@ -356,7 +404,10 @@ impl Sim {
         payload: &mut dyn FnMut(&mut Sim, usize) -> Vec<u8>,
     ) {
         let honest = self.honest();
-        for _ in 0..steps {
+        for step in 0..steps {
+            if step == steps / 2 {
+                self.grow_roster();
+            }
             self.now += self.rng.random_range(0..50);
             let roll = self.rng.random_range(0..100);
             if roll < 20 {
@@ -368,7 +419,7 @@ impl Sim {
             } else if roll < 40 {
                 let from = self.rng.random_range(honest.clone());
                 let to = self.rng.random_range(0..self.nodes.len());
-                if from != to {
+                if self.linked(from, to) {
                     self.hello(from, to);
                 }
             } else if roll < 90 {
@@ -385,6 +436,7 @@ impl Sim {
     /// The quiescent phase: no loss, no hostile node; every pair exchanges vectors until
     /// nothing moves. Returns the number of rounds it took.
     fn settle(&mut self) -> usize {
+        self.grow_roster();
         self.drop_rate = 0.0;
         self.dup_rate = 0.0;
         // Whatever is still in flight arrives, in random order.
@@ -397,7 +449,7 @@ impl Sim {
             let honest = self.honest();
             for from in honest.clone() {
                 for to in honest.clone() {
-                    if from != to {
+                    if self.linked(from, to) {
                         self.hello(from, to);
                     }
                 }
@@ -483,6 +535,11 @@ fn run_seed(seed: u64) -> usize {
     let hostile = seed % 4 == 3;
     let hostile_member = hostile && seed % 8 == 7;
     let mut sim = Sim::new(seed, honest, hostile, hostile_member);
+    sim.line = seed % 5 == 1;
+    if seed % 3 == 2 {
+        let late = pick.random_range(1..honest);
+        sim.make_late(late);
+    }
     let steps = pick.random_range(50..250);
     let max_writes = pick.random_range(1..=4);
     sim.chaos(steps, max_writes, &mut |sim, who| {
