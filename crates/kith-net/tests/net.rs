@@ -587,3 +587,68 @@ async fn dropped_answer_fails_at_the_remote() {
     // Still alive.
     assert_eq!(b_net.connected_peers().await.unwrap(), vec![a.peer]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs multicast on the host's network interfaces (absent in many CI sandboxes)"]
+async fn mdns_discovers_and_dials_only_allowed_peers() {
+    let mdns = |c: &mut NetConfig| c.mdns = true;
+    let mut a = start(Keypair::generate_ed25519(), mdns).await;
+    let mut b = start(Keypair::generate_ed25519(), mdns).await;
+    allow(&a, &[b.peer]).await;
+    allow(&b, &[a.peer]).await;
+    let b_peer = b.peer;
+    let addrs = wait_for(&mut a.events, |e| match e {
+        NetEvent::Discovered { peer, addrs } if peer == b_peer => Some(addrs),
+        _ => None,
+    })
+    .await;
+    assert!(!addrs.is_empty());
+    // Discovery of an allowed peer leads to a connection without any dial from the daemon.
+    assert!(!connected(&mut a.events, b.peer).await);
+    assert!(!connected(&mut b.events, a.peer).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_join_window_ends_probation() {
+    let mut a = node().await;
+    a.net.set_join_window(true).await.unwrap();
+    let joiner = node().await;
+    allow(&joiner, &[a.peer]).await;
+    joiner
+        .net
+        .add_address(a.peer, a.addr.clone())
+        .await
+        .unwrap();
+    within("dial", joiner.net.dial(a.peer)).await.unwrap();
+    assert!(connected(&mut a.events, joiner.peer).await);
+    a.net.set_join_window(false).await.unwrap();
+    disconnected(&mut a.events, joiner.peer).await;
+    // It keeps redialing (it allows a) and is now refused outright.
+    refused(&mut a.events, joiner.peer).await;
+    assert!(
+        !a.net
+            .connected_peers()
+            .await
+            .unwrap()
+            .contains(&joiner.peer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redials_back_off() {
+    let mut a = node().await;
+    // b allows a and knows its address; a does not allow b.
+    let b = start(Keypair::generate_ed25519(), |c| {
+        c.backoff_initial = Duration::from_millis(100);
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    allow(&b, &[a.peer]).await;
+    b.net.add_address(a.peer, a.addr.clone()).await.unwrap();
+    for _ in 0..5 {
+        refused(&mut a.events, b.peer).await;
+    }
+    // Attempts at about 0, 0.2, 0.6, 1.4 and 3.0 s: doubling, not hammering.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
+}
