@@ -6,8 +6,11 @@ use std::fs;
 use std::path::Path;
 
 use kith_core::{Circle, ItemId, Mood, Payload, member_id};
-use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey, Secret};
+use kith_crypto::{
+    CircleId, DeviceIdentity, Envelope, EpochKey, InviteCode, Secret, wrap_epoch_key,
+};
 use kith_ipc::Request;
+use kith_sync::{Head, Message};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,6 +85,57 @@ fn main() {
     .expect("seal");
     write("envelope_decode", "first", &first.encode());
     write("envelope_decode", "second", &second.encode());
+
+    let vector = Message::Vector {
+        circle: circle_id,
+        heads: vec![Head {
+            author: ann_key.member_id(),
+            seq: 1,
+            hash: first.hash(),
+        }],
+    };
+    let batch = Message::Envelopes {
+        circle: circle_id,
+        more: false,
+        envelopes: vec![first.clone(), second.clone()],
+    };
+    write("sync_message", "vector", &vector.encode().expect("vector"));
+    write("sync_message", "envelopes", &batch.encode().expect("batch"));
+
+    let invite = InviteCode::new(
+        circle_id,
+        ann_key.member_id(),
+        vec!["/ip4/192.0.2.1/tcp/4001".into()],
+        Secret::from_bytes([8; 16]),
+        1_800_000_000,
+    )
+    .expect("invite");
+    let mut text = vec![0u8];
+    text.extend_from_slice(invite.encode().as_bytes());
+    write("invite_parse", "text", &text);
+    // The same invite as its binary layout (the target adds the checksum).
+    let mut layout = vec![1u8, 1];
+    layout.extend_from_slice(&circle_id.0);
+    layout.extend_from_slice(&ann_key.member_id().0);
+    layout.extend_from_slice(&[8; 16]);
+    let mut expires = 1_800_000_000u64;
+    while expires >= 0x80 {
+        layout.push((expires as u8) | 0x80);
+        expires >>= 7;
+    }
+    layout.push(expires as u8);
+    let address = b"/ip4/192.0.2.1/tcp/4001";
+    layout.extend_from_slice(&[1, address.len() as u8]);
+    layout.extend_from_slice(address);
+    write("invite_parse", "layout", &layout);
+
+    let bob_key = DeviceIdentity::from_secret(&Secret::from_bytes([2; 32]));
+    let me = DeviceIdentity::from_secret(&Secret::from_bytes([1; 32]));
+    let wrapped =
+        wrap_epoch_key(&bob_key, &me.member_id(), &circle_id, 0, &key, &mut rng).expect("wrap");
+    let mut bytes = bob_key.member_id().0.to_vec();
+    bytes.extend_from_slice(&wrapped.encode());
+    write("wrapped_key", "from_bob", &bytes);
 
     let requests = [
         Request::Status,
