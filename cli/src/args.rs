@@ -89,6 +89,19 @@ pub enum Command {
         #[arg(long, value_name = "MEMBER")]
         to: Vec<String>,
     },
+    /// Make an invite code for someone to join the circle (default: 1 use, 24 h).
+    Invite {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        /// How long the code stays valid: 30m, 24h, 7d...
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: u64,
+        /// How many people may join with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+    },
+    /// Join a circle with an invite code; waits until admitted. Prints the circle id.
+    Join { code: String },
     /// Offer to help with a request.
     Claim { id: String },
     /// Withdraw your offer to help.
@@ -133,6 +146,12 @@ pub enum CircleCommand {
     Create { name: String },
     /// The circles this node is in.
     List,
+}
+
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    humantime::parse_duration(text.trim())
+        .map(|d| d.as_secs())
+        .map_err(|e| format!("cannot understand the duration {text:?} ({e}); try 30m, 24h or 7d"))
 }
 
 fn parse_mood(text: &str) -> Result<String, String> {

@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{member}");
             Ok(())
         }
-        Command::Daemon { listen, no_mdns: _ } => run_daemon(&cli, home, listen.clone()),
+        Command::Daemon { listen, no_mdns } => run_daemon(&cli, home, listen.clone(), !no_mdns),
         Command::Wipe { yes } => {
             if !yes {
                 return Err(Failure::Usage(
@@ -153,7 +153,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(Failure::Failed)
 }
 
-fn run_daemon(cli: &Cli, home: PathBuf, listen: Vec<String>) -> Result<(), Failure> {
+fn run_daemon(cli: &Cli, home: PathBuf, listen: Vec<String>, mdns: bool) -> Result<(), Failure> {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -179,6 +179,7 @@ fn run_daemon(cli: &Cli, home: PathBuf, listen: Vec<String>) -> Result<(), Failu
         home,
         passphrase,
         listen,
+        mdns,
     };
     runtime
         .block_on(kith_daemon::run(config, shutdown_signal()))
@@ -290,6 +291,22 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                     needed_by,
                     urgent: *urgent,
                 })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Invite { circle, ttl, uses } => {
+            let reply = client
+                .request(&Request::Invite {
+                    circle: circle.clone(),
+                    ttl_secs: *ttl,
+                    uses: *uses,
+                })
+                .await?;
+            output::invite(&reply, json)
+        }
+        Command::Join { code } => {
+            let reply = client
+                .request(&Request::Join { code: code.clone() })
                 .await?;
             output::created(&reply, json)
         }

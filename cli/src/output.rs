@@ -64,6 +64,34 @@ pub fn created(reply: &Reply, json: bool) -> Result<(), Failure> {
     }
 }
 
+pub fn invite(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Invite {
+        code,
+        circle,
+        expires_at,
+        uses,
+    } = reply
+    else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(&serde_json::json!({
+            "code": code, "circle": circle, "expires_at": expires_at, "uses": uses,
+        }));
+    }
+    println!("{code}");
+    eprintln!(
+        "kith: give this code to the person you invite, privately; it works {} until {}",
+        if *uses == 1 {
+            "once".to_string()
+        } else {
+            format!("{uses} times")
+        },
+        short_date(expires_at)
+    );
+    Ok(())
+}
+
 pub fn done(request: &Request, reply: &Reply, json: bool) -> Result<(), Failure> {
     let Reply::Done { id } = reply else {
         return Err(unexpected(reply));

@@ -13,6 +13,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod network;
 mod node;
 mod server;
 mod views;
@@ -47,6 +48,10 @@ pub enum DaemonError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("invalid listen address {0:?} (expected a multiaddr like /ip4/0.0.0.0/tcp/4242)")]
+    ListenAddress(String),
+    #[error("cannot start networking: {0}")]
+    Network(String),
     #[error("a circle's history could not be read: {0}")]
     Load(String),
     #[error("the daemon stopped unexpectedly: {0}")]
@@ -58,8 +63,10 @@ pub enum DaemonError {
 pub struct DaemonConfig {
     pub home: PathBuf,
     pub passphrase: Zeroizing<Vec<u8>>,
-    /// Multiaddrs to listen on once networking exists; kept and reported.
+    /// Multiaddrs to listen on; none means every interface on a port the system picks.
     pub listen: Vec<String>,
+    /// Find members on the local network with mDNS.
+    pub mdns: bool,
 }
 
 /// Creates this device's identity and its encrypted store in `home`; returns the member id.
@@ -146,24 +153,49 @@ pub async fn run(
     .await
     .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
-    let node =
-        tokio::task::block_in_place(|| node::Node::load(store, home.clone(), config.listen))?;
-    // Logs carry counts, never names, ids or content: they may end up anywhere.
-    tracing::info!(circles = node.circle_count(), "store unlocked");
+    let listen: Vec<kith_net::Multiaddr> = if config.listen.is_empty() {
+        vec![
+            "/ip4/0.0.0.0/tcp/0"
+                .parse()
+                .map_err(|_| DaemonError::ListenAddress("/ip4/0.0.0.0/tcp/0".into()))?,
+        ]
+    } else {
+        config
+            .listen
+            .iter()
+            .map(|a| a.parse().map_err(|_| DaemonError::ListenAddress(a.clone())))
+            .collect::<Result<_, _>>()?
+    };
+    let identity = DeviceIdentity::from_secret(&store.identity_secret()?);
+    let mut net_config = kith_net::NetConfig::new(identity.libp2p_keypair());
+    net_config.listen = listen;
+    net_config.mdns = config.mdns;
+    let (net, net_events) =
+        kith_net::spawn(net_config).map_err(|e| DaemonError::Network(e.to_string()))?;
+    let (internal_tx, internal_rx) = mpsc::channel(1024);
+    let net_state = network::NetState::new(net, internal_tx);
 
     let (stop_tx, stop_rx) = watch::channel(None::<Stopped>);
     let (request_tx, request_rx) = mpsc::channel(256);
     let (event_tx, _) = broadcast::channel(1024);
 
+    let node = tokio::task::block_in_place(|| {
+        node::Node::load(
+            store,
+            home.clone(),
+            config.listen,
+            event_tx.clone(),
+            stop_tx.clone(),
+            net_state,
+        )
+    })?;
+    // Logs carry counts, never names, ids or content: they may end up anywhere.
+    tracing::info!(circles = node.circle_count(), "store unlocked");
+
     let listener = server::bind(&home)?;
     tracing::info!("control socket ready");
 
-    let node_task = tokio::spawn(node::run(
-        node,
-        request_rx,
-        event_tx.clone(),
-        stop_tx.clone(),
-    ));
+    let node_task = tokio::spawn(node::run(node, request_rx, net_events, internal_rx));
     let server_task = tokio::spawn(server::serve(
         listener,
         request_tx,

@@ -7,7 +7,7 @@
 //! clients share one fsync.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -18,9 +18,14 @@ use kith_ipc::{
     CircleInfo, ErrorKind, ErrorReply, ExportInfo, ItemInfo, Reply, Request, Response, StatusInfo,
 };
 use kith_store::{CircleRecord, Store, StoreWriter};
+use kith_sync::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::{DaemonError, Stopped, views};
+use crate::{
+    DaemonError, Stopped,
+    network::{Internal, NetState, SYNC_INTERVAL},
+    views,
+};
 
 /// Current time in Unix milliseconds.
 pub fn now_ms() -> i64 {
@@ -41,25 +46,30 @@ pub(crate) struct ItemEvent {
 }
 
 /// One circle this node is in.
-struct CircleState {
-    id: CircleId,
-    doc: Circle,
+pub(crate) struct CircleState {
+    pub id: CircleId,
+    pub doc: Circle,
     /// The epoch new envelopes use: the newest key this node holds.
-    epoch: u32,
-    keys: BTreeMap<u32, EpochKey>,
+    pub epoch: u32,
+    pub keys: BTreeMap<u32, EpochKey>,
     /// This member's last envelope in the circle: `(seq, hash)`.
-    own_head: Option<(u64, Hash)>,
+    pub own_head: Option<(u64, Hash)>,
+    /// Every envelope of the circle, to serve to members who lack them.
+    pub envelopes: HashMap<(MemberId, u64), Envelope>,
 }
 
 pub(crate) struct Node {
-    home: PathBuf,
-    identity: DeviceIdentity,
-    member_id: MemberId,
-    name: String,
-    listen: Vec<String>,
-    store: Store,
-    writer: StoreWriter,
-    circles: Vec<CircleState>,
+    pub home: PathBuf,
+    pub identity: DeviceIdentity,
+    pub member_id: MemberId,
+    pub name: String,
+    pub listen: Vec<String>,
+    pub store: Store,
+    pub writer: StoreWriter,
+    pub circles: Vec<CircleState>,
+    pub events: broadcast::Sender<ItemEvent>,
+    pub stop: watch::Sender<Option<Stopped>>,
+    pub net: NetState,
 }
 
 impl std::fmt::Debug for Node {
@@ -72,7 +82,7 @@ impl std::fmt::Debug for Node {
 }
 
 /// A refusal to send back to the client.
-struct Refusal(ErrorKind, String);
+pub(crate) struct Refusal(pub ErrorKind, pub String);
 
 impl From<CoreError> for Refusal {
     fn from(e: CoreError) -> Self {
@@ -92,6 +102,9 @@ impl Node {
         store: Store,
         home: PathBuf,
         listen: Vec<String>,
+        events: broadcast::Sender<ItemEvent>,
+        stop: watch::Sender<Option<Stopped>>,
+        mut net: NetState,
     ) -> Result<Node, DaemonError> {
         let identity = DeviceIdentity::from_secret(&store.identity_secret()?);
         let member_id = identity.member_id();
@@ -106,7 +119,10 @@ impl Node {
             let keys: BTreeMap<u32, EpochKey> = record.epoch_keys.into_iter().collect();
             let mut changes = Vec::with_capacity(envelopes.len());
             let mut own_head = None;
+            let sync = net.sync.join(record.id);
             for envelope in &envelopes {
+                sync.restore(envelope)
+                    .map_err(|e| DaemonError::Load(e.to_string()))?;
                 if envelope.header.author == member_id {
                     own_head = Some((envelope.header.seq, envelope.hash()));
                 }
@@ -128,12 +144,17 @@ impl Node {
             let doc = Circle::load(&member_id.to_string(), &changes)
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
             let epoch = keys.keys().next_back().copied().unwrap_or(0);
+            let envelopes = envelopes
+                .into_iter()
+                .map(|e| ((e.header.author, e.header.seq), e))
+                .collect();
             circles.push(CircleState {
                 id: record.id,
                 doc,
                 epoch,
                 keys,
                 own_head,
+                envelopes,
             });
         }
         let writer = store.writer();
@@ -146,6 +167,9 @@ impl Node {
             store,
             writer,
             circles,
+            events,
+            stop,
+            net,
         })
     }
 
@@ -154,46 +178,18 @@ impl Node {
     }
 
     /// Answers `request`: at once, or once its envelope is durable.
-    fn handle(
-        &mut self,
-        request: Request,
-        reply: oneshot::Sender<Response>,
-        events: &broadcast::Sender<ItemEvent>,
-        stop: &watch::Sender<Option<Stopped>>,
-    ) {
-        match self.dispatch(request, stop) {
+    fn handle(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        if let Request::Join { code } = request {
+            // Answered when the admission and the circle's history arrive.
+            self.join(&code, reply);
+            return;
+        }
+        match self.dispatch(request) {
             Ok(Outcome::Reply(answer)) => {
                 let _ = reply.send(Response::Ok(answer));
             }
-            Ok(Outcome::Write {
-                envelope,
-                answer,
-                event,
-            }) => {
-                let events = events.clone();
-                let stop = stop.clone();
-                self.writer.append(
-                    envelope,
-                    Box::new(move |result| match result {
-                        Ok(()) => {
-                            if let Some(event) = event {
-                                // No watcher is fine.
-                                let _ = events.send(event);
-                            }
-                            let _ = reply.send(Response::Ok(answer));
-                        }
-                        Err(e) => {
-                            // The document already holds the edit but the disk does not: the
-                            // chain would fork. Stop rather than go on inconsistent.
-                            tracing::error!(error = %e, "a write failed; stopping the daemon");
-                            let _ = reply.send(Response::Error(ErrorReply {
-                                kind: ErrorKind::Internal,
-                                message: format!("could not store the change: {e}"),
-                            }));
-                            let _ = stop.send(Some(Stopped::Shutdown));
-                        }
-                    }),
-                );
+            Ok(outcome @ Outcome::Write { .. }) => {
+                self.submit_answering(outcome, Some(reply), None)
             }
             Err(Refusal(kind, message)) => {
                 let _ = reply.send(Response::Error(ErrorReply { kind, message }));
@@ -201,11 +197,67 @@ impl Node {
         }
     }
 
-    fn dispatch(
+    /// Queues a sealed write that nobody waits for but `after`.
+    pub(crate) fn submit(&mut self, outcome: Outcome, after: Option<Box<dyn FnOnce() + Send>>) {
+        self.submit_answering(outcome, None, after);
+    }
+
+    /// Queues a sealed write; once it is durable, answers `reply`, runs `after`, tells
+    /// watchers and pushes the envelope to connected members.
+    fn submit_answering(
         &mut self,
-        request: Request,
-        stop: &watch::Sender<Option<Stopped>>,
-    ) -> Result<Outcome, Refusal> {
+        outcome: Outcome,
+        reply: Option<oneshot::Sender<Response>>,
+        after: Option<Box<dyn FnOnce() + Send>>,
+    ) {
+        let Outcome::Write {
+            envelope,
+            answer,
+            event,
+            push,
+        } = outcome
+        else {
+            return;
+        };
+        let events = self.events.clone();
+        let stop = self.stop.clone();
+        let internal = self.net.internal.clone();
+        self.writer.append(
+            envelope,
+            Box::new(move |result| match result {
+                Ok(()) => {
+                    if let Some(event) = event {
+                        // No watcher is fine.
+                        let _ = events.send(event);
+                    }
+                    if let Some((circle, message)) = push {
+                        // A full queue only delays: the next sync round carries it.
+                        let _ = internal.try_send(Internal::Push { circle, message });
+                    }
+                    if let Some(after) = after {
+                        after();
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Response::Ok(answer));
+                    }
+                }
+                Err(e) => {
+                    // The document already holds the edit but the disk does not: the
+                    // chain would fork. Stop rather than go on inconsistent.
+                    tracing::error!(error = %e, "a write failed; stopping the daemon");
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Response::Error(ErrorReply {
+                            kind: ErrorKind::Internal,
+                            message: format!("could not store the change: {e}"),
+                        }));
+                    }
+                    let _ = stop.send(Some(Stopped::Shutdown));
+                }
+            }),
+        );
+    }
+
+    fn dispatch(&mut self, request: Request) -> Result<Outcome, Refusal> {
         match request {
             Request::Status => Ok(Outcome::Reply(self.status())),
             Request::CircleCreate { name } => self.create_circle(&name),
@@ -291,9 +343,18 @@ impl Node {
             }
             Request::Wipe => {
                 tracing::warn!("wipe requested: stopping without writing anything more");
-                let _ = stop.send(Some(Stopped::Wiped));
+                let _ = self.stop.send(Some(Stopped::Wiped));
                 Ok(Outcome::Reply(Reply::Wiping))
             }
+            Request::Invite {
+                circle,
+                ttl_secs,
+                uses,
+            } => self.invite(circle.as_deref(), ttl_secs, uses),
+            Request::Join { .. } => Err(Refusal(
+                ErrorKind::Internal,
+                "join is answered elsewhere".into(),
+            )),
         }
     }
 
@@ -306,11 +367,11 @@ impl Node {
             peer_id: self.identity.peer_id().to_string(),
             fingerprint: self.member_id.fingerprint(),
             home: self.home.display().to_string(),
-            // Networking arrives with the sync work; nothing listens yet.
-            listen: Vec::new(),
+            listen: self.net.listening.iter().map(ToString::to_string).collect(),
             requested_listen: self.listen.clone(),
             circles: self.circles.iter().map(circle_info).collect(),
-            connected_peers: Vec::new(),
+            connected_peers: self.net.connected.iter().map(ToString::to_string).collect(),
+            equivocations: self.equivocations(),
         }))
     }
 
@@ -333,15 +394,15 @@ impl Node {
             epoch: 0,
             keys,
             own_head: None,
+            envelopes: HashMap::new(),
         });
+        self.net.sync.join(id);
         let index = self.circles.len() - 1;
-        let envelope = self.seal(index, &genesis)?;
         tracing::info!(circles = self.circles.len(), "circle founded");
-        Ok(Outcome::Write {
-            envelope,
-            answer: Reply::Created { id: id.to_string() },
-            event: None,
-        })
+        let outcome =
+            self.seal_outcome(index, &genesis, Reply::Created { id: id.to_string() }, None)?;
+        self.publish_addresses_later();
+        Ok(outcome)
     }
 
     /// Applies one edit of the item `id` in circle `index` and seals it.
@@ -358,14 +419,10 @@ impl Node {
             circle: circle.id,
             item,
         });
-        let envelope = self.seal(index, &change)?;
-        Ok(Outcome::Write {
-            envelope,
-            answer: Reply::Done {
-                id: id.as_str().to_string(),
-            },
-            event,
-        })
+        let answer = Reply::Done {
+            id: id.as_str().to_string(),
+        };
+        self.seal_outcome(index, &change, answer, event)
     }
 
     fn edit_item(
@@ -377,8 +434,15 @@ impl Node {
         self.edit(index, &id, |doc, now| edit(doc, &id, now))
     }
 
-    /// Seals `change` as this member's next envelope in circle `index`.
-    fn seal(&mut self, index: usize, change: &[u8]) -> Result<Envelope, Refusal> {
+    /// Seals `change` as this member's next envelope in circle `index`, indexes it for
+    /// serving, and prepares its push to the other members.
+    pub(crate) fn seal_outcome(
+        &mut self,
+        index: usize,
+        change: &[u8],
+        answer: Reply,
+        event: Option<ItemEvent>,
+    ) -> Result<Outcome, Refusal> {
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
         let key = circle
             .keys
@@ -401,12 +465,27 @@ impl Node {
         )
         .map_err(internal)?;
         circle.own_head = Some((seq, envelope.hash()));
-        Ok(envelope)
+        circle
+            .envelopes
+            .insert((envelope.header.author, seq), envelope.clone());
+        let push = match self.net.sync.circle_mut(&circle.id) {
+            Some(sync) => Some((
+                circle.id,
+                sync.local_append(envelope.clone()).map_err(internal)?,
+            )),
+            None => None,
+        };
+        Ok(Outcome::Write {
+            envelope,
+            answer,
+            event,
+            push,
+        })
     }
 
     /// The circle a `--circle` argument names: an id, an id prefix or an exact name; or the
     /// only circle when none is given.
-    fn circle_index(&self, selector: Option<&str>) -> Result<usize, Refusal> {
+    pub(crate) fn circle_index(&self, selector: Option<&str>) -> Result<usize, Refusal> {
         let Some(selector) = selector.map(str::trim) else {
             return match self.circles.len() {
                 0 => Err(Refusal(
@@ -457,7 +536,7 @@ impl Node {
         self.circle_at(self.circle_index(selector)?)
     }
 
-    fn circle_at(&self, index: usize) -> Result<&CircleState, Refusal> {
+    pub(crate) fn circle_at(&self, index: usize) -> Result<&CircleState, Refusal> {
         self.circles.get(index).ok_or_else(no_circle)
     }
 
@@ -482,14 +561,16 @@ impl Node {
 /// What a request leads to.
 // Lives for one request and is moved once; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-enum Outcome {
+pub(crate) enum Outcome {
     /// Answer at once.
     Reply(Reply),
-    /// Answer once `envelope` is durable; then tell watchers about `event`.
+    /// Answer once `envelope` is durable; then tell watchers about `event` and push the
+    /// envelope to connected members.
     Write {
         envelope: Envelope,
         answer: Reply,
         event: Option<ItemEvent>,
+        push: Option<(CircleId, Message)>,
     },
 }
 
@@ -498,13 +579,17 @@ impl Outcome {
     fn answer_created(self, id: &ItemId) -> Outcome {
         match self {
             Outcome::Write {
-                envelope, event, ..
+                envelope,
+                event,
+                push,
+                ..
             } => Outcome::Write {
                 envelope,
                 answer: Reply::Created {
                     id: id.as_str().to_string(),
                 },
                 event,
+                push,
             },
             other => other,
         }
@@ -520,7 +605,7 @@ fn circle_info(c: &CircleState) -> CircleInfo {
     }
 }
 
-fn no_circle() -> Refusal {
+pub(crate) fn no_circle() -> Refusal {
     Refusal(ErrorKind::NotFound, "no such circle".into())
 }
 
@@ -528,16 +613,34 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
     Refusal(ErrorKind::Internal, e.to_string())
 }
 
-/// The actor's loop: runs until every request sender is gone, then hands the store back so
-/// that `run` can close it.
+/// The actor's loop: control requests, network events, results of network tasks and the
+/// sync timer, one at a time. Runs until every request sender is gone, then hands the store
+/// back so that `run` can close it.
 pub(crate) async fn run(
     mut node: Node,
     mut requests: mpsc::Receiver<Job>,
-    events: broadcast::Sender<ItemEvent>,
-    stop: watch::Sender<Option<Stopped>>,
+    mut net_events: mpsc::Receiver<kith_net::NetEvent>,
+    mut internal: mpsc::Receiver<Internal>,
 ) -> Store {
-    while let Some((request, reply)) = requests.recv().await {
-        node.handle(request, reply, &events, &stop);
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    node.refresh_allowed();
+    node.refresh_join_window();
+    loop {
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some((request, reply)) => node.handle(request, reply),
+                None => break,
+            },
+            Some(event) = net_events.recv() => node.on_net_event(event),
+            Some(message) = internal.recv() => node.on_internal(message),
+            _ = tick.tick() => node.on_tick(),
+        }
+        if node.net.addresses_dirty {
+            node.publish_addresses();
+        }
     }
+    node.settle_joins(true);
+    let _ = node.net.net.shutdown().await;
     node.store
 }

@@ -61,6 +61,18 @@ pub enum Request {
     Export {
         circle: Option<String>,
     },
+    /// Makes an invite code for the circle.
+    Invite {
+        circle: Option<String>,
+        /// How long the code stays valid, in seconds.
+        ttl_secs: u64,
+        /// How many people may join with it.
+        uses: u32,
+    },
+    /// Joins the circle an invite code names; answered once admitted.
+    Join {
+        code: String,
+    },
     /// The key file is already destroyed by the caller; the daemon stops at once without
     /// writing anything more and removes what is left.
     Wipe,
@@ -100,6 +112,14 @@ pub enum Reply {
     },
     Export {
         export: Box<ExportInfo>,
+    },
+    /// A new invite code.
+    Invite {
+        code: String,
+        circle: String,
+        /// RFC 3339.
+        expires_at: String,
+        uses: u32,
     },
     /// Events follow on this connection.
     Watching {
@@ -145,6 +165,10 @@ pub struct StatusInfo {
     pub requested_listen: Vec<String>,
     pub circles: Vec<CircleInfo>,
     pub connected_peers: Vec<String>,
+    /// Second envelopes at an already-used (author, seq): evidence that a member's device
+    /// wrote two histories.
+    #[serde(default)]
+    pub equivocations: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

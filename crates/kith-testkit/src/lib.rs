@@ -161,6 +161,45 @@ impl Node {
         self.spawn_daemon(command, extra)
     }
 
+    /// Starts the daemon listening on a free loopback port, without mDNS (tests must not
+    /// find each other's daemons by accident).
+    pub fn start_networked(&mut self) -> Result<()> {
+        self.start_with(&["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+    }
+
+    /// A new invite code of this node's only circle.
+    pub fn invite(&self, extra: &[&str]) -> Result<String> {
+        let mut args = vec!["invite"];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
+    /// `kith join CODE` on this node; returns the circle id.
+    pub fn join(&self, code: &str) -> Result<String> {
+        self.ok(&["join", code])
+    }
+
+    /// Item ids in this node's feed (empty when it cannot be read).
+    pub fn feed_ids(&self) -> Vec<String> {
+        self.json(&["feed"])
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// The item `id` in this node's feed, if it is there.
+    pub fn item(&self, id: &str) -> Option<Value> {
+        self.json(&["feed"])
+            .ok()?
+            .as_array()?
+            .iter()
+            .find(|i| i["id"] == id)
+            .cloned()
+    }
+
     /// Starts the daemon inside host `host` of `lab`, listening on its address at `port`.
     pub fn start_in(&mut self, lab: &NetLab, host: usize, port: u16, extra: &[&str]) -> Result<()> {
         let mut command = lab.command_in(host, &kith_bin());

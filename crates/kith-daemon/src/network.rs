@@ -1,0 +1,999 @@
+//! The node's networking half: sync with other members, invites and joining.
+//!
+//! Everything here runs inside the node actor. Network calls that wait (a request to a peer,
+//! a change of the allowed set) run in small tasks whose results come back to the actor as
+//! [`Internal`] messages, so the actor never blocks on the network.
+//!
+//! Sync: on connect and every [`SYNC_INTERVAL`] each side sends, per shared circle, its
+//! version vector; the answer carries what the asker lacks (see `kith-sync`). A new local
+//! envelope is pushed to every connected member of its circle once it is durable. Received
+//! envelopes are verified by `kith-sync`, stored, then decrypted and applied.
+//!
+//! Join (docs/protocol.md): the joiner signs `(circle, joiner, admitter)` with the invite's
+//! authority key; any member holding the invite record checks it, writes the admission (a
+//! durable envelope), and only then answers with the circle's epoch keys wrapped for the
+//! newcomer.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use kith_core::{Circle, CoreError, ItemView, Payload};
+use kith_crypto::{
+    CircleId, Envelope, EpochKey, InviteCode, JoinSignature, MemberId, WrappedKey, decode_id,
+    encode_id, invite_authority, unwrap_epoch_key, wrap_epoch_key,
+};
+use kith_ipc::{ErrorKind, Reply, Response};
+use kith_net::{Multiaddr, NetHandle, PeerId, Protocol};
+use kith_store::CircleRecord;
+use kith_sync::{EnvelopeSource, Message};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
+use crate::views;
+
+/// How often connected members compare what they hold.
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long `kith join` waits, after admission, for the circle's history to arrive.
+const JOIN_SETTLE: Duration = Duration::from_secs(20);
+
+/// How long `kith join` tries to reach the inviter.
+const JOIN_REACH: Duration = Duration::from_secs(20);
+
+/// How long a peer that reached the offence limit is kept out.
+const BAN: Duration = Duration::from_secs(10 * 60);
+
+/// Largest join request read (a name, ids and a signature).
+const MAX_JOIN_REQUEST: usize = 8 * 1024;
+
+/// Results of network tasks, back in the actor.
+#[derive(Debug)]
+pub(crate) enum Internal {
+    /// The answer to a sync message we sent.
+    SyncAnswer { peer: PeerId, bytes: Vec<u8> },
+    /// A local envelope is durable: push it.
+    Push { circle: CircleId, message: Message },
+    /// A join attempt ended.
+    JoinDone {
+        code: Box<InviteCode>,
+        inviter: PeerId,
+        result: Result<JoinAnswer, String>,
+        reply: oneshot::Sender<Response>,
+    },
+}
+
+/// `/kith/join/1` request (JSON; bounded before parsing).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JoinRequest {
+    pub v: u8,
+    pub circle: String,
+    pub invite: String,
+    /// 64-byte join signature, as an id string.
+    pub signature: String,
+    /// The name the newcomer wants the circle to see.
+    pub name: String,
+}
+
+/// `/kith/join/1` answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum JoinAnswer {
+    Admitted {
+        circle: String,
+        /// Every epoch key the admitter holds, wrapped for the newcomer.
+        keys: Vec<WrappedEpoch>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WrappedEpoch {
+    pub epoch: u32,
+    /// The 81-byte wrapped key, as an id string.
+    pub key: String,
+}
+
+/// A `kith join` waiting for the circle's history to arrive.
+#[derive(Debug)]
+pub(crate) struct WaitingJoin {
+    circle: CircleId,
+    reply: oneshot::Sender<Response>,
+    deadline: Instant,
+}
+
+/// The networking state the node carries.
+#[derive(Debug)]
+pub(crate) struct NetState {
+    pub net: NetHandle,
+    pub sync: kith_sync::SyncEngine<PeerId>,
+    pub internal: mpsc::Sender<Internal>,
+    /// The latest allowed set; a task applies it to the network actor in order.
+    pub allowed: watch::Sender<HashSet<PeerId>>,
+    pub connected: BTreeSet<PeerId>,
+    pub listening: Vec<Multiaddr>,
+    /// Inviters we are joining through: allowed before they are in any roster.
+    pub join_targets: HashSet<PeerId>,
+    pub waiting_joins: Vec<WaitingJoin>,
+    pub banned: HashMap<PeerId, Instant>,
+    /// Addresses already given to the network actor.
+    pub known_addresses: HashSet<(PeerId, Multiaddr)>,
+    pub join_window: bool,
+    /// Our addresses changed or a circle was added: publish them between requests.
+    pub addresses_dirty: bool,
+}
+
+impl NetState {
+    pub(crate) fn new(net: NetHandle, internal: mpsc::Sender<Internal>) -> NetState {
+        let (allowed, mut changes) = watch::channel(HashSet::new());
+        let applier = net.clone();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let peers = changes.borrow_and_update().clone();
+                if applier.set_allowed(peers).await.is_err() {
+                    break;
+                }
+            }
+        });
+        NetState {
+            net,
+            sync: kith_sync::SyncEngine::new(),
+            internal,
+            allowed,
+            connected: BTreeSet::new(),
+            listening: Vec::new(),
+            join_targets: HashSet::new(),
+            waiting_joins: Vec::new(),
+            banned: HashMap::new(),
+            known_addresses: HashSet::new(),
+            join_window: false,
+            addresses_dirty: false,
+        }
+    }
+}
+
+/// Envelopes served from the node's in-memory index.
+struct Source<'a>(&'a [CircleState]);
+
+impl EnvelopeSource for Source<'_> {
+    fn envelope(&self, circle: &CircleId, author: &MemberId, seq: u64) -> Option<Envelope> {
+        self.0
+            .iter()
+            .find(|c| c.id == *circle)
+            .and_then(|c| c.envelopes.get(&(*author, seq)).cloned())
+    }
+}
+
+/// Whether `author` may write in `circle`: the roster lists them. While a circle we just
+/// joined has not yet delivered the roster entry naming us (bootstrap), every validly signed
+/// envelope is taken: the roster itself travels in those envelopes, and items by actors the
+/// roster does not list are never shown.
+fn member_of(circles: &[CircleState], circle: &CircleId, author: &MemberId) -> bool {
+    let id = author.to_string();
+    circles.iter().find(|c| c.id == *circle).is_some_and(|c| {
+        let members = c.doc.members();
+        members.iter().any(|m| m.id == id) || !members.iter().any(|m| m.id == c.doc.me())
+    })
+}
+
+fn peer_of(member: &str) -> Option<PeerId> {
+    member.parse::<MemberId>().ok()?.to_peer_id().ok()
+}
+
+fn refused(reason: impl Into<String>) -> Vec<u8> {
+    serde_json::to_vec(&JoinAnswer::Refused {
+        reason: reason.into(),
+    })
+    .unwrap_or_default()
+}
+
+/// Sends `message` to `peer` in a task; the answer comes back as [`Internal::SyncAnswer`].
+fn send_sync(net: &NetHandle, internal: &mpsc::Sender<Internal>, peer: PeerId, message: &Message) {
+    let Ok(bytes) = message.encode() else {
+        return;
+    };
+    let net = net.clone();
+    let internal = internal.clone();
+    tokio::spawn(async move {
+        match net.request(peer, Protocol::Sync, bytes).await {
+            Ok(answer) if !answer.is_empty() => {
+                let _ = internal
+                    .send(Internal::SyncAnswer {
+                        peer,
+                        bytes: answer,
+                    })
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%peer, error = %e, "sync request failed"),
+        }
+    });
+}
+
+impl Node {
+    /// The peers of every member of every circle, and the inviters we are joining through.
+    pub(crate) fn refresh_allowed(&mut self) {
+        let me = self.member_id.to_string();
+        let now = Instant::now();
+        self.net.banned.retain(|_, until| *until > now);
+        let mut peers: HashSet<PeerId> = self.net.join_targets.clone();
+        let mut addresses = Vec::new();
+        for circle in &self.circles {
+            for member in circle.doc.members() {
+                if member.id == me {
+                    continue;
+                }
+                let Some(peer) = peer_of(&member.id) else {
+                    continue;
+                };
+                if self.net.banned.contains_key(&peer) {
+                    continue;
+                }
+                peers.insert(peer);
+                for address in &member.addresses {
+                    if let Ok(addr) = address.parse::<Multiaddr>() {
+                        addresses.push((peer, addr));
+                    }
+                }
+            }
+        }
+        self.net.allowed.send_if_modified(|current| {
+            if *current == peers {
+                false
+            } else {
+                *current = peers;
+                true
+            }
+        });
+        for (peer, addr) in addresses {
+            if self.net.known_addresses.insert((peer, addr.clone())) {
+                let net = self.net.net.clone();
+                tokio::spawn(async move {
+                    let _ = net.add_address(peer, addr).await;
+                });
+            }
+        }
+    }
+
+    /// Opens the join window while any circle has an invite someone could still use.
+    pub(crate) fn refresh_join_window(&mut self) {
+        let now = now_ms();
+        let open = self.circles.iter().any(|c| {
+            c.doc
+                .invites()
+                .iter()
+                .any(|i| !i.revoked && i.used < i.uses && i.expires_at > now)
+        });
+        if open != self.net.join_window {
+            self.net.join_window = open;
+            let net = self.net.net.clone();
+            if open {
+                // Opened before the invite's code is handed out: a joiner who dials at once
+                // must find the window open. The network actor answers in microseconds.
+                let opened = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(net.set_join_window(true))
+                });
+                if let Err(e) = opened {
+                    tracing::warn!(error = %e, "could not open the join window");
+                }
+            } else {
+                tokio::spawn(async move {
+                    let _ = net.set_join_window(false).await;
+                });
+            }
+        }
+    }
+
+    /// Circles `peer` shares with us. A circle still bootstrapping (its roster does not
+    /// list us yet) is shared with the inviters we are joining through.
+    fn shared_circles(&self, peer: &PeerId) -> Vec<CircleId> {
+        let Ok(member) = MemberId::from_peer_id(peer) else {
+            return Vec::new();
+        };
+        let id = member.to_string();
+        let inviter = self.net.join_targets.contains(peer);
+        self.circles
+            .iter()
+            .filter(|c| {
+                let members = c.doc.members();
+                members.iter().any(|m| m.id == id)
+                    || (inviter && !members.iter().any(|m| m.id == c.doc.me()))
+            })
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Sends our vector of every shared circle to `peer`.
+    fn hello(&self, peer: PeerId) {
+        for circle in self.shared_circles(&peer) {
+            if let Some(state) = self.net.sync.circle(&circle) {
+                send_sync(&self.net.net, &self.net.internal, peer, &state.vector());
+            }
+        }
+    }
+
+    pub(crate) fn on_net_event(&mut self, event: kith_net::NetEvent) {
+        use kith_net::NetEvent;
+        match event {
+            NetEvent::Listening { addr } => {
+                tracing::info!(%addr, "listening");
+                if !self.net.listening.contains(&addr) {
+                    self.net.listening.push(addr);
+                }
+                self.net.addresses_dirty = true;
+            }
+            NetEvent::Connected {
+                peer, probation, ..
+            } => {
+                tracing::debug!(%peer, probation, "connected");
+                if !probation {
+                    self.net.connected.insert(peer);
+                    self.hello(peer);
+                }
+            }
+            NetEvent::Disconnected { peer } => {
+                self.net.connected.remove(&peer);
+            }
+            NetEvent::Refused { peer } => {
+                tracing::info!(%peer, "refused a peer that is not a member");
+            }
+            NetEvent::InboundRequest {
+                peer,
+                protocol: Protocol::Sync,
+                bytes,
+                respond,
+            } => {
+                let answer = self.on_sync_bytes(peer, &bytes);
+                if !self.shared_circles(&peer).is_empty() {
+                    // A member that was admitted on a probationary connection.
+                    self.net.connected.insert(peer);
+                }
+                let _ = respond.send(answer);
+            }
+            NetEvent::InboundRequest {
+                peer,
+                protocol: Protocol::Join,
+                bytes,
+                respond,
+            } => self.on_join_request(peer, &bytes, respond),
+            _ => {}
+        }
+    }
+
+    pub(crate) fn on_internal(&mut self, message: Internal) {
+        match message {
+            Internal::SyncAnswer { peer, bytes } => {
+                let answer = self.on_sync_bytes(peer, &bytes);
+                if !answer.is_empty() {
+                    // Our answer to their answer (e.g. a vector asking for more).
+                    if let Ok(message) = Message::decode(&answer) {
+                        send_sync(&self.net.net, &self.net.internal, peer, &message);
+                    }
+                }
+            }
+            Internal::Push { circle, message } => {
+                let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
+                for peer in peers {
+                    if self.shared_circles(&peer).contains(&circle) {
+                        send_sync(&self.net.net, &self.net.internal, peer, &message);
+                    }
+                }
+            }
+            Internal::JoinDone {
+                code,
+                inviter,
+                result,
+                reply,
+            } => self.on_join_done(&code, inviter, result, reply),
+        }
+    }
+
+    /// Every [`SYNC_INTERVAL`]: compare with every connected member, expire waits and bans.
+    pub(crate) fn on_tick(&mut self) {
+        let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
+        for peer in peers {
+            self.hello(peer);
+        }
+        self.refresh_allowed();
+        self.refresh_join_window();
+        self.settle_joins(false);
+    }
+
+    /// One sync message from `peer` (a request, or the answer to ours). Returns the bytes
+    /// to answer with (empty: nothing to say).
+    fn on_sync_bytes(&mut self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
+        // A member may only sync circles it is in: check before anything is served.
+        if let Ok(message) = Message::decode(bytes)
+            && !self.shared_circles(&peer).contains(&message.circle())
+        {
+            tracing::info!(%peer, "sync for a circle the peer is not in; dropped");
+            return Vec::new();
+        }
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        let Node { net, circles, .. } = self;
+        let handled = net
+            .sync
+            .handle(&peer, bytes, now, &Source(circles), |circle, author| {
+                member_of(circles, circle, author)
+            });
+        if let Some(offence) = handled.offence {
+            tracing::warn!(%peer, ?offence, "bad sync message dropped");
+        }
+        if handled.disconnect {
+            tracing::warn!(%peer, "too many bad messages; keeping the peer out for a while");
+            self.net.banned.insert(peer, Instant::now() + BAN);
+            self.refresh_allowed();
+        }
+        if let Some(circle) = handled.circle
+            && !handled.accepted.is_empty()
+        {
+            self.accept(circle, handled.accepted);
+        }
+        let mut replies = handled.replies.into_iter();
+        let first = replies.next();
+        for extra in replies {
+            send_sync(&self.net.net, &self.net.internal, peer, &extra);
+        }
+        first.and_then(|m| m.encode().ok()).unwrap_or_default()
+    }
+
+    /// Stores, indexes, decrypts and applies envelopes `kith-sync` accepted, then tells
+    /// watchers what changed. A roster change may release envelopes that waited for it.
+    pub(crate) fn accept(&mut self, circle_id: CircleId, mut accepted: Vec<Envelope>) {
+        while !accepted.is_empty() {
+            let Some(index) = self.circles.iter().position(|c| c.id == circle_id) else {
+                return;
+            };
+            let stop = self.stop.clone();
+            let mut changes = Vec::with_capacity(accepted.len());
+            {
+                let Some(circle) = self.circles.get_mut(index) else {
+                    return;
+                };
+                for envelope in accepted.drain(..) {
+                    let stop = stop.clone();
+                    self.writer.append(
+                        envelope.clone(),
+                        Box::new(move |result| {
+                            if let Err(e) = result {
+                                tracing::error!(error = %e, "storing a received envelope failed; stopping");
+                                let _ = stop.send(Some(crate::Stopped::Shutdown));
+                            }
+                        }),
+                    );
+                    if let Some(key) = circle.keys.get(&envelope.header.epoch)
+                        && let Ok(plaintext) = envelope.open(key)
+                        && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
+                    {
+                        changes.push(change);
+                    }
+                    circle
+                        .envelopes
+                        .insert((envelope.header.author, envelope.header.seq), envelope);
+                }
+            }
+            let Some(circle) = self.circles.get_mut(index) else {
+                return;
+            };
+            let before: HashMap<String, ItemView> = circle
+                .doc
+                .items()
+                .into_iter()
+                .map(|i| (i.id.clone(), i))
+                .collect();
+            let roster_before = circle.doc.members();
+            if let Err(e) = circle.doc.apply_changes(&changes) {
+                tracing::warn!(error = %e, "some received changes were refused");
+            }
+            for item in circle.doc.items() {
+                if before.get(&item.id) != Some(&item)
+                    && let Some(info) = views::item(circle.id, &circle.doc, &item.id)
+                {
+                    let _ = self.events.send(ItemEvent {
+                        circle: circle.id,
+                        item: info,
+                    });
+                }
+            }
+            let roster_changed = circle.doc.members() != roster_before;
+            if roster_changed {
+                self.refresh_allowed();
+                self.refresh_join_window();
+                let Node { net, circles, .. } = self;
+                let released = net
+                    .sync
+                    .roster_changed(&circle_id, |author| member_of(circles, &circle_id, author));
+                accepted = released.accepted;
+            }
+        }
+        self.settle_joins(false);
+    }
+
+    /// Asks for [`Node::publish_addresses`] once the current request is submitted.
+    pub(crate) fn publish_addresses_later(&mut self) {
+        self.net.addresses_dirty = true;
+    }
+
+    /// Writes this node's listen addresses into each circle's roster entry, so members can
+    /// dial it (encrypted like everything else). Unspecified addresses are not published.
+    /// Called between requests only: its envelopes must queue after any pending one.
+    pub(crate) fn publish_addresses(&mut self) {
+        self.net.addresses_dirty = false;
+        let addresses: Vec<String> = self
+            .net
+            .listening
+            .iter()
+            .map(ToString::to_string)
+            .filter(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+            .take(8)
+            .collect();
+        for index in 0..self.circles.len() {
+            let now = now_ms();
+            let Some(circle) = self.circles.get_mut(index) else {
+                continue;
+            };
+            if !circle.doc.members().iter().any(|m| m.id == circle.doc.me()) {
+                continue;
+            }
+            match circle.doc.set_my_addresses(&addresses, now) {
+                Ok(Some(change)) => {
+                    if let Ok(outcome) =
+                        self.seal_outcome(index, &change, Reply::Done { id: String::new() }, None)
+                    {
+                        self.submit(outcome, None);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "addresses not published"),
+            }
+        }
+    }
+
+    /// `kith invite`: records the invite in the circle (so any member can admit its holder)
+    /// and answers with the code once that record is durable.
+    pub(crate) fn invite(
+        &mut self,
+        selector: Option<&str>,
+        ttl_secs: u64,
+        uses: u32,
+    ) -> Result<crate::node::Outcome, Refusal> {
+        if uses == 0 || uses > 50 {
+            return Err(Refusal(
+                ErrorKind::Usage,
+                "--uses must be between 1 and 50".into(),
+            ));
+        }
+        if !(1..=30 * 86_400).contains(&ttl_secs) {
+            return Err(Refusal(
+                ErrorKind::Usage,
+                "--ttl must be between 1 second and 30 days".into(),
+            ));
+        }
+        let index = self.circle_index(selector)?;
+        let circle_id = self.circle_at(index)?.id;
+        let addresses: Vec<String> = self
+            .net
+            .listening
+            .iter()
+            .map(ToString::to_string)
+            .filter(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+            .take(kith_crypto::MAX_INVITE_ADDRESSES)
+            .collect();
+        if addresses.is_empty() {
+            return Err(Refusal(
+                ErrorKind::Refused,
+                "this node listens on no address others can reach; start it with --listen".into(),
+            ));
+        }
+        let now = now_ms();
+        let expires_secs = u64::try_from(now / 1000).unwrap_or(0) + ttl_secs;
+        let code = InviteCode::generate(
+            circle_id,
+            self.member_id,
+            addresses,
+            expires_secs,
+            &mut rand::rng(),
+        )
+        .map_err(|e| Refusal(ErrorKind::Internal, e.to_string()))?;
+        let verifier = invite_authority(code.secret()).member_id().0;
+        let expires_ms = i64::try_from(expires_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let circle = self
+            .circles
+            .get_mut(index)
+            .ok_or_else(crate::node::no_circle)?;
+        let change =
+            circle
+                .doc
+                .create_invite(&encode_id(&code.id()), verifier, expires_ms, uses, now)?;
+        let answer = Reply::Invite {
+            code: code.encode(),
+            circle: circle_id.to_string(),
+            expires_at: views::rfc3339(expires_ms),
+            uses,
+        };
+        let outcome = self.seal_outcome(index, &change, answer, None)?;
+        self.refresh_join_window();
+        Ok(outcome)
+    }
+
+    /// `kith join CODE`: checks the code, then reaches the inviter in a task.
+    pub(crate) fn join(&mut self, text: &str, reply: oneshot::Sender<Response>) {
+        let fail = |reply: oneshot::Sender<Response>, kind, message: String| {
+            let _ = reply.send(Response::Error(kith_ipc::ErrorReply { kind, message }));
+        };
+        let code = match InviteCode::parse(text) {
+            Ok(code) => code,
+            Err(e) => {
+                return fail(
+                    reply,
+                    ErrorKind::Refused,
+                    format!("invalid invite code: {e}"),
+                );
+            }
+        };
+        let now_secs = u64::try_from(now_ms() / 1000).unwrap_or(0);
+        if code.is_expired(now_secs) {
+            return fail(reply, ErrorKind::Refused, "this invite has expired".into());
+        }
+        if self.circles.iter().any(|c| c.id == code.circle()) {
+            return fail(
+                reply,
+                ErrorKind::Refused,
+                "you are already in this circle".into(),
+            );
+        }
+        if code.inviter() == self.member_id {
+            return fail(reply, ErrorKind::Refused, "this is your own invite".into());
+        }
+        let Ok(inviter) = code.inviter().to_peer_id() else {
+            return fail(
+                reply,
+                ErrorKind::Refused,
+                "invalid invite code: bad inviter key".into(),
+            );
+        };
+        let addresses: Vec<Multiaddr> = code
+            .addresses()
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if addresses.is_empty() {
+            return fail(
+                reply,
+                ErrorKind::Refused,
+                "the invite holds no address to reach".into(),
+            );
+        }
+        let request = JoinRequest {
+            v: 1,
+            circle: code.circle().to_string(),
+            invite: encode_id(&code.id()),
+            signature: encode_id(
+                &JoinSignature::create(
+                    code.secret(),
+                    &code.circle(),
+                    &self.net.net.local_peer_id(),
+                    &inviter,
+                )
+                .0,
+            ),
+            name: self.name.clone(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&request) else {
+            return fail(
+                reply,
+                ErrorKind::Internal,
+                "cannot encode the join request".into(),
+            );
+        };
+        self.net.join_targets.insert(inviter);
+        // Every allowed set sent from now on includes the inviter.
+        self.refresh_allowed();
+        let net = self.net.net.clone();
+        let internal = self.net.internal.clone();
+        let code = Box::new(code);
+        tokio::spawn(async move {
+            let result = reach_inviter(&net, inviter, addresses, bytes).await;
+            let _ = internal
+                .send(Internal::JoinDone {
+                    code,
+                    inviter,
+                    result,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    fn on_join_done(
+        &mut self,
+        code: &InviteCode,
+        inviter: PeerId,
+        result: Result<JoinAnswer, String>,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let fail = |reply: oneshot::Sender<Response>, message: String| {
+            let _ = reply.send(Response::Error(kith_ipc::ErrorReply {
+                kind: ErrorKind::Refused,
+                message,
+            }));
+        };
+        let keys = match result {
+            Ok(JoinAnswer::Admitted { circle, keys }) if circle == code.circle().to_string() => {
+                keys
+            }
+            Ok(JoinAnswer::Admitted { .. }) => {
+                self.net.join_targets.remove(&inviter);
+                return fail(reply, "the inviter answered for another circle".into());
+            }
+            Ok(JoinAnswer::Refused { reason }) => {
+                self.net.join_targets.remove(&inviter);
+                return fail(reply, format!("the circle refused the invite: {reason}"));
+            }
+            Err(e) => {
+                self.net.join_targets.remove(&inviter);
+                return fail(reply, e);
+            }
+        };
+        if self.circles.iter().any(|c| c.id == code.circle()) {
+            return fail(reply, "you are already in this circle".into());
+        }
+        let circle_id = code.circle();
+        let mut epoch_keys: Vec<(u32, EpochKey)> = Vec::new();
+        for wrapped in keys.iter().take(1024) {
+            let Ok(bytes) = decode_id::<{ kith_crypto::WRAPPED_KEY_LEN }>(&wrapped.key) else {
+                continue;
+            };
+            let Ok(key) = WrappedKey::decode(&bytes) else {
+                continue;
+            };
+            if let Ok(key) = unwrap_epoch_key(
+                &self.identity,
+                &code.inviter(),
+                &circle_id,
+                wrapped.epoch,
+                &key,
+            ) {
+                epoch_keys.push((wrapped.epoch, key));
+            }
+        }
+        if epoch_keys.is_empty() {
+            return fail(reply, "the inviter sent no key this device can open".into());
+        }
+        let record = CircleRecord {
+            id: circle_id,
+            epoch_keys,
+        };
+        if let Err(e) = tokio::task::block_in_place(|| self.store.put_circle(&record)) {
+            return fail(reply, format!("cannot store the circle: {e}"));
+        }
+        let doc = match Circle::load(&self.member_id.to_string(), &[]) {
+            Ok(doc) => doc,
+            Err(e) => return fail(reply, e.to_string()),
+        };
+        let keys: BTreeMap<u32, EpochKey> = record.epoch_keys.into_iter().collect();
+        let epoch = keys.keys().next_back().copied().unwrap_or(0);
+        self.circles.push(CircleState {
+            id: circle_id,
+            doc,
+            epoch,
+            keys,
+            own_head: None,
+            envelopes: HashMap::new(),
+        });
+        self.net.sync.join(circle_id);
+        tracing::info!(circles = self.circles.len(), "joined a circle");
+        self.net.waiting_joins.push(WaitingJoin {
+            circle: circle_id,
+            reply,
+            deadline: Instant::now() + JOIN_SETTLE,
+        });
+        if let Some(state) = self.net.sync.circle(&circle_id) {
+            send_sync(&self.net.net, &self.net.internal, inviter, &state.vector());
+        }
+    }
+
+    /// Answers `kith join` once the newcomer's own roster entry has arrived (the circle's
+    /// history is then here), or at the deadline (admitted, still catching up).
+    pub(crate) fn settle_joins(&mut self, all: bool) {
+        let now = Instant::now();
+        let me = self.member_id.to_string();
+        let mut still = Vec::new();
+        for waiting in std::mem::take(&mut self.net.waiting_joins) {
+            let arrived = self
+                .circles
+                .iter()
+                .find(|c| c.id == waiting.circle)
+                .is_some_and(|c| c.doc.members().iter().any(|m| m.id == me));
+            if arrived || all || now >= waiting.deadline {
+                if arrived {
+                    // The inviter is a member now: no need to keep it as a join target.
+                    self.net.join_targets.clear();
+                    self.net.addresses_dirty = true;
+                }
+                let _ = waiting.reply.send(Response::Ok(Reply::Created {
+                    id: waiting.circle.to_string(),
+                }));
+            } else {
+                still.push(waiting);
+            }
+        }
+        self.net.waiting_joins = still;
+        self.refresh_allowed();
+    }
+
+    /// An admitter's side of `/kith/join/1`.
+    fn on_join_request(&mut self, peer: PeerId, bytes: &[u8], respond: oneshot::Sender<Vec<u8>>) {
+        match self.admit(peer, bytes) {
+            Ok(Admission::Written(outcome, keys, circle)) => {
+                let answer = serde_json::to_vec(&JoinAnswer::Admitted {
+                    circle: circle.to_string(),
+                    keys,
+                })
+                .unwrap_or_default();
+                let net = self.net.net.clone();
+                tokio::spawn(async move {
+                    let _ = net.admit(peer).await;
+                });
+                self.submit(
+                    *outcome,
+                    Some(Box::new(move || {
+                        let _ = respond.send(answer);
+                    })),
+                );
+                self.refresh_allowed();
+                self.refresh_join_window();
+            }
+            Ok(Admission::Already(keys, circle)) => {
+                let net = self.net.net.clone();
+                tokio::spawn(async move {
+                    let _ = net.admit(peer).await;
+                });
+                let _ = respond.send(
+                    serde_json::to_vec(&JoinAnswer::Admitted {
+                        circle: circle.to_string(),
+                        keys,
+                    })
+                    .unwrap_or_default(),
+                );
+            }
+            Err(reason) => {
+                tracing::info!(%peer, "join refused");
+                let _ = respond.send(refused(reason));
+            }
+        }
+    }
+
+    fn admit(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Admission, String> {
+        if bytes.len() > MAX_JOIN_REQUEST {
+            return Err("join request too large".into());
+        }
+        let request: JoinRequest =
+            serde_json::from_slice(bytes).map_err(|_| "malformed join request".to_string())?;
+        if request.v != 1 {
+            return Err("unsupported join version".into());
+        }
+        let circle_id: CircleId = request
+            .circle
+            .parse()
+            .map_err(|_| "malformed circle id".to_string())?;
+        let index = self
+            .circles
+            .iter()
+            .position(|c| c.id == circle_id)
+            .ok_or("unknown circle")?;
+        let joiner = MemberId::from_peer_id(&peer).map_err(|_| "unusable peer id".to_string())?;
+        let signature =
+            decode_id::<64>(&request.signature).map_err(|_| "malformed signature".to_string())?;
+        let my_peer = self.net.net.local_peer_id();
+        let circle = self.circles.get(index).ok_or("unknown circle")?;
+        let invite = circle
+            .doc
+            .invite(&request.invite)
+            .ok_or("unknown invite (revoked, or not yet known to this member)")?;
+        if !JoinSignature(signature).verify(&invite.verifier, &circle_id, &peer, &my_peer) {
+            return Err("the invite proof does not verify".into());
+        }
+        let keys = self.wrap_keys_for(index, &joiner)?;
+        let joiner_id = joiner.to_string();
+        if circle.doc.members().iter().any(|m| m.id == joiner_id) {
+            return Ok(Admission::Already(keys, circle_id));
+        }
+        let now = now_ms();
+        let circle = self.circles.get_mut(index).ok_or("unknown circle")?;
+        let change = circle
+            .doc
+            .admit(&joiner_id, &request.name, &request.invite, now)
+            .map_err(|e: CoreError| e.to_string())?;
+        let outcome = self
+            .seal_outcome(index, &change, Reply::Done { id: String::new() }, None)
+            .map_err(|Refusal(_, message)| message)?;
+        tracing::info!("admitted a new member");
+        Ok(Admission::Written(Box::new(outcome), keys, circle_id))
+    }
+
+    fn wrap_keys_for(&self, index: usize, joiner: &MemberId) -> Result<Vec<WrappedEpoch>, String> {
+        let circle = self.circles.get(index).ok_or("unknown circle")?;
+        let mut keys = Vec::new();
+        for (epoch, key) in &circle.keys {
+            let wrapped = wrap_epoch_key(
+                &self.identity,
+                joiner,
+                &circle.id,
+                *epoch,
+                key,
+                &mut rand::rng(),
+            )
+            .map_err(|e| e.to_string())?;
+            keys.push(WrappedEpoch {
+                epoch: *epoch,
+                key: encode_id(&wrapped.encode()),
+            });
+        }
+        Ok(keys)
+    }
+
+    /// For `kith status`.
+    pub(crate) fn equivocations(&self) -> usize {
+        self.net.sync.circles().map(|c| c.evidence().len()).sum()
+    }
+}
+
+/// What an admission produced.
+enum Admission {
+    /// A new roster entry, to be made durable before answering.
+    Written(Box<crate::node::Outcome>, Vec<WrappedEpoch>, CircleId),
+    /// The joiner is already a member (its first answer was lost): answer again.
+    Already(Vec<WrappedEpoch>, CircleId),
+}
+
+/// Allows and dials the inviter, then sends the join request, retrying while the inviter
+/// cannot be reached yet.
+async fn reach_inviter(
+    net: &NetHandle,
+    inviter: PeerId,
+    addresses: Vec<Multiaddr>,
+    request: Vec<u8>,
+) -> Result<JoinAnswer, String> {
+    net.admit(inviter).await.map_err(|e| e.to_string())?;
+    for addr in addresses {
+        let _ = net.add_address(inviter, addr).await;
+    }
+    let deadline = Instant::now() + JOIN_REACH;
+    let mut last = String::from("the inviter could not be reached");
+    let mut closed = 0;
+    while Instant::now() < deadline {
+        match net.request(inviter, Protocol::Join, request.clone()).await {
+            Ok(bytes) => {
+                return serde_json::from_slice::<JoinAnswer>(&bytes)
+                    .map_err(|_| "the inviter gave an unreadable answer".to_string());
+            }
+            Err(kith_net::NetError::ConnectionClosed | kith_net::NetError::Unsupported)
+                if closed >= 2 =>
+            {
+                // The inviter's node took the connection and closed it, again and again: it
+                // admits nobody with this code any more.
+                return Err(
+                    "the circle refused this invite: it is used up, expired or revoked".into(),
+                );
+            }
+            Err(kith_net::NetError::ConnectionClosed | kith_net::NetError::Unsupported) => {
+                closed += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => {
+                last = format!("the inviter could not be reached (is their Kith running?): {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    Err(last)
+}
