@@ -29,6 +29,10 @@ use crate::{
     gate::{Gate, GateEvent},
 };
 
+/// Concurrent requests per connection and protocol. With 2 MiB frames this bounds what one
+/// connection can make us buffer (8 × 2 MiB per protocol).
+const MAX_STREAMS_PER_CONNECTION: usize = 8;
+
 /// How often the actor checks probation deadlines and due redials.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -96,7 +100,7 @@ impl Actor {
         };
         let rr_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
-            .with_max_concurrent_streams(32);
+            .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
         let mdns = if config.mdns {
             Some(
                 mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer_id)

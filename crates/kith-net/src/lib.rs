@@ -53,6 +53,13 @@
 //! - `admit` adds one peer; `set_allowed` *replaces* the whole set, so the daemon's next
 //!   `set_allowed` must include admitted peers it wants to keep.
 //!
+//! # Limits
+//!
+//! Besides the 2 MiB frames: at most 32 inbound connections being set up at once, 256
+//! established inbound connections, 4 connections per peer, and 8 concurrent requests per
+//! connection and protocol. A peer on probation can therefore make us buffer at most a few
+//! frames before its first `/kith/sync/1` request gets it disconnected.
+//!
 //! # Reconnection and discovery
 //!
 //! Allowed peers with known addresses ([`NetHandle::add_address`], or mDNS) are dialed when
