@@ -295,3 +295,51 @@ fn kith_sync_hello(circle: kith_crypto::CircleId) -> Vec<u8> {
     .encode()
     .unwrap_or_default()
 }
+
+#[test]
+fn kill_9_on_either_side_during_a_burst_loses_nothing_acknowledged() -> Result<()> {
+    let mut nodes = circle_of(&["Ann", "Bob"])?;
+    // Bob dies without warning in the middle of Ann's burst.
+    let mut acknowledged = Vec::new();
+    for i in 0..60 {
+        acknowledged.push(nodes[0].ok(&[
+            "checkin",
+            "--mood",
+            "okay",
+            "--note",
+            &format!("a{i}"),
+        ])?);
+        if i == 30 {
+            nodes[1].kill9()?;
+        }
+    }
+    nodes[1].start_networked()?;
+    // Then Ann dies in the middle of Bob's burst.
+    for i in 0..60 {
+        acknowledged.push(nodes[1].ok(&[
+            "checkin",
+            "--mood",
+            "good",
+            "--note",
+            &format!("b{i}"),
+        ])?);
+        if i == 30 {
+            nodes[0].kill9()?;
+        }
+    }
+    nodes[0].start_networked()?;
+    for node in &nodes {
+        wait_until(
+            WAIT,
+            &format!("every acknowledged post at {}", node.name),
+            || {
+                let have = node.feed_ids();
+                acknowledged
+                    .iter()
+                    .all(|id| have.contains(id))
+                    .then_some(())
+            },
+        )?;
+    }
+    Ok(())
+}
