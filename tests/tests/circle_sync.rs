@@ -343,3 +343,28 @@ fn kill_9_on_either_side_during_a_burst_loses_nothing_acknowledged() -> Result<(
     }
     Ok(())
 }
+
+#[test]
+fn members_join_and_sync_over_quic() -> Result<()> {
+    let quic = ["--no-mdns", "--listen", "/ip4/127.0.0.1/udp/0/quic-v1"];
+    let mut ann = Node::init("Ann")?;
+    ann.start_with(&quic)?;
+    let mut bob = Node::init("Bob")?;
+    bob.start_with(&quic)?;
+    ann.ok(&["circle", "create", "Family"])?;
+    let status = ann.json(&["status"])?;
+    assert!(
+        status["listen"][0]
+            .as_str()
+            .is_some_and(|a| a.contains("/quic-v1")),
+        "{status}"
+    );
+    let code = ann.invite(&[])?;
+    bob.join(&code)?;
+    let id = ann.ok(&["checkin", "--mood", "good", "--note", "over quic"])?;
+    let seen = wait_for_item(&bob, &id, "Ann's post at Bob over QUIC")?;
+    assert_eq!(seen["note"], "over quic");
+    let back = bob.ok(&["checkin", "--mood", "okay"])?;
+    wait_for_item(&ann, &back, "Bob's post at Ann over QUIC")?;
+    Ok(())
+}

@@ -58,6 +58,10 @@ pub enum DaemonError {
     Internal(String),
 }
 
+/// Where a daemon listens when `--listen` is not given: every interface, TCP and QUIC, on
+/// ports the system picks.
+pub const DEFAULT_LISTEN: [&str; 2] = ["/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"];
+
 /// What `kith daemon` was started with.
 #[derive(Debug)]
 pub struct DaemonConfig {
@@ -154,11 +158,13 @@ pub async fn run(
     .map_err(|e| DaemonError::Internal(e.to_string()))??;
 
     let listen: Vec<kith_net::Multiaddr> = if config.listen.is_empty() {
-        vec![
-            "/ip4/0.0.0.0/tcp/0"
-                .parse()
-                .map_err(|_| DaemonError::ListenAddress("/ip4/0.0.0.0/tcp/0".into()))?,
-        ]
+        DEFAULT_LISTEN
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .map_err(|_| DaemonError::ListenAddress((*a).to_string()))
+            })
+            .collect::<Result<_, _>>()?
     } else {
         config
             .listen

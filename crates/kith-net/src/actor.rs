@@ -142,6 +142,9 @@ impl Actor {
                 yamux::Config::default,
             )
             .map_err(|e| NetError::Setup(format!("tcp: {e}")))?
+            // QUIC brings its own TLS 1.3 handshake, authenticated by the same ed25519 key,
+            // so the gate sees the same PeerId either way.
+            .with_quic()
             .with_behaviour(|_| behaviour)
             .map_err(|e| NetError::Setup(format!("behaviour: {e}")))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
