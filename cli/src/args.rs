@@ -99,6 +99,9 @@ pub enum Command {
         /// How many people may join with it.
         #[arg(long, default_value_t = 1)]
         uses: u32,
+        /// Also draw the code as a QR code (on stderr; stdout keeps the code line).
+        #[arg(long)]
+        qr: bool,
     },
     /// Join a circle with an invite code; waits until admitted. Prints the circle id.
     Join { code: String },
@@ -132,6 +135,16 @@ pub enum Command {
         circle: Option<String>,
         #[arg(long, value_parser = ["json"], default_value = "json")]
         format: String,
+    },
+    /// A throwaway circle of three members on this machine, to see Kith work; leaves nothing
+    /// behind and does not touch your own node.
+    Demo {
+        /// A few seconds instead of about a minute.
+        #[arg(long)]
+        fast: bool,
+        /// How long the scripted part lasts, in seconds.
+        #[arg(long, value_name = "N", conflicts_with = "fast")]
+        seconds: Option<u64>,
     },
     /// Destroy this node's keys and data at once.
     Wipe {

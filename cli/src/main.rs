@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod args;
+mod demo;
 mod output;
 mod passphrase;
 mod when;
@@ -123,6 +124,10 @@ fn home_dir(cli: &Cli) -> Result<PathBuf, Failure> {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // The demo makes its own homes and never looks at the user's.
+    if let Command::Demo { fast, seconds } = &cli.command {
+        return demo::run(*fast, *seconds);
+    }
     let home = home_dir(&cli)?;
     match &cli.command {
         Command::Init { name } => {
@@ -294,7 +299,12 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                 .await?;
             output::created(&reply, json)
         }
-        Command::Invite { circle, ttl, uses } => {
+        Command::Invite {
+            circle,
+            ttl,
+            uses,
+            qr,
+        } => {
             let reply = client
                 .request(&Request::Invite {
                     circle: circle.clone(),
@@ -302,7 +312,11 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                     uses: *uses,
                 })
                 .await?;
-            output::invite(&reply, json)
+            output::invite(&reply, json)?;
+            if *qr && let Reply::Invite { code, .. } = &reply {
+                eprint!("{}", output::qr(code)?);
+            }
+            Ok(())
         }
         Command::Join { code } => {
             let reply = client
@@ -363,7 +377,10 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                 .await?;
             output::export(&reply)
         }
-        Command::Init { .. } | Command::Daemon { .. } | Command::Wipe { .. } => Ok(()),
+        Command::Init { .. }
+        | Command::Daemon { .. }
+        | Command::Wipe { .. }
+        | Command::Demo { .. } => Ok(()),
     }
 }
 

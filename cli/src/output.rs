@@ -92,6 +92,22 @@ pub fn invite(reply: &Reply, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `text` as a QR code for a terminal: two rows of modules per line, with the quiet zone.
+/// Dark modules are drawn as blanks, which scans on the usual light-on-dark terminal.
+pub fn qr(text: &str) -> Result<String, Failure> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| Failure::Failed(anyhow::anyhow!("cannot draw the code as a QR code: {e}")))?;
+    let mut drawn = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    drawn.push('\n');
+    Ok(drawn)
+}
+
 pub fn done(request: &Request, reply: &Reply, json: bool) -> Result<(), Failure> {
     let Reply::Done { id } = reply else {
         return Err(unexpected(reply));
@@ -300,7 +316,7 @@ fn short_date(rfc3339: &str) -> String {
 
 /// Keeps a terminal line a line: newlines and other control characters become spaces, so a
 /// note cannot move the cursor or fake other lines.
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -337,6 +353,17 @@ mod tests {
         assert_eq!(relative("2026-11-22T07:00:00Z", now), "3 h ago");
         assert_eq!(relative("2026-11-21T08:00:00Z", now), "yesterday");
         assert_eq!(relative("2026-11-18T10:00:00Z", now), "4 days ago");
+    }
+
+    #[test]
+    fn a_code_draws_as_a_qr_block() {
+        let drawn = qr("kith1-sample-invite-code-0123456789abcdefghijklmnopqrstuvwxyz").unwrap();
+        let lines: Vec<&str> = drawn.lines().collect();
+        assert!(lines.len() > 10, "{drawn}");
+        let width = lines[0].chars().count();
+        assert!(width > 20, "{drawn}");
+        assert!(lines.iter().all(|l| l.chars().count() == width), "{drawn}");
+        assert!(drawn.contains('▀') || drawn.contains('▄'), "{drawn}");
     }
 
     #[test]

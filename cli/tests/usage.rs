@@ -26,6 +26,7 @@ fn commands_that_need_the_daemon_exit_3_without_it() {
         &["checkin", "--mood", "okay"],
         &["circle", "list"],
         &["claim", "abc"],
+        &["invite", "--qr"],
     ] {
         let out = kith(home.path(), args);
         assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
@@ -46,6 +47,8 @@ fn wrong_usage_exits_2() {
         &["frobnicate"],
         &["export", "--format", "csv"],
         &["wipe"],
+        &["demo", "--fast", "--seconds", "3"],
+        &["demo", "--seconds", "soon"],
     ] {
         let out = kith(home.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
