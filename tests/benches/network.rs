@@ -47,7 +47,7 @@ fn main() -> Result<()> {
         if quick { " (--quick)" } else { "" }
     );
     if wants("propagation") {
-        propagation(&runtime, if quick { 50 } else { 200 })?;
+        propagation(if quick { 50 } else { 200 })?;
     }
     if wants("circle20") {
         circle20(&runtime, 20, if quick { 3 } else { 10 })?;
@@ -64,7 +64,7 @@ fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // 1. Propagation between two daemons
 
-fn propagation(runtime: &tokio::runtime::Runtime, posts: usize) -> Result<()> {
+fn propagation(posts: usize) -> Result<()> {
     println!("\n1. propagation A → B ({posts} check-ins, one at a time)");
     let nodes = circle_of(&["Ann", "Bob"])?;
     let (ann, bob) = (&nodes[0], &nodes[1]);
@@ -74,7 +74,6 @@ fn propagation(runtime: &tokio::runtime::Runtime, posts: usize) -> Result<()> {
         let id = ann.ok(&["checkin", "--mood", "okay"]).ok()?;
         watcher.wait_for(&id, Duration::from_secs(3)).ok()
     })?;
-    let _ = runtime; // the CLI is spawned as a process here, not driven through the socket
 
     let mut latencies = Vec::with_capacity(posts);
     let mut cli_times = Vec::with_capacity(posts);
