@@ -26,6 +26,7 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::symmetric::{TAG_LEN, open_with_nonce, seal_with_nonce};
+use crate::wire::{Reader, write_varint};
 use crate::{
     CircleId, CryptoError, DeviceIdentity, EpochKey, Hash, MAX_CIPHERTEXT_LEN, MAX_ENVELOPE_LEN,
     MemberId, sha256, verify_signature,
@@ -37,7 +38,6 @@ const VERSION: u8 = 1;
 /// signature the same key makes for another purpose.
 const SIGNING_DOMAIN: &[u8] = b"kith/envelope/v1";
 /// Longest minimal LEB128 encoding of a u64.
-const MAX_VARINT_LEN: usize = 10;
 
 /// The signed part of an envelope that is not ciphertext; bound as associated data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Envelope {
         if bytes.len() > MAX_ENVELOPE_LEN {
             return Err(malformed("longer than MAX_ENVELOPE_LEN"));
         }
-        let mut reader = Reader { rest: bytes };
+        let mut reader = Reader::new(bytes, malformed);
         if reader.array::<1>()? != [VERSION] {
             return Err(malformed("unknown version"));
         }
@@ -269,58 +269,6 @@ fn check_chain_position(seq: u64, prev: &Hash) -> Result<(), CryptoError> {
     }
 }
 
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A cursor over untrusted bytes; every read is bounds-checked.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], CryptoError> {
-        let (taken, rest) = self
-            .rest
-            .split_at_checked(len)
-            .ok_or(malformed("truncated"))?;
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], CryptoError> {
-        let (taken, rest) = self
-            .rest
-            .split_first_chunk::<N>()
-            .ok_or(malformed("truncated"))?;
-        self.rest = rest;
-        Ok(*taken)
-    }
-
-    /// Unsigned LEB128, minimal, at most 10 bytes and no bits beyond 64.
-    fn varint(&mut self) -> Result<u64, CryptoError> {
-        let mut value = 0u64;
-        for (index, &byte) in self.rest.iter().enumerate().take(MAX_VARINT_LEN) {
-            if index == MAX_VARINT_LEN - 1 && byte > 1 {
-                return Err(malformed("varint overflows u64"));
-            }
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                if byte == 0 && index > 0 {
-                    return Err(malformed("varint is not minimal"));
-                }
-                self.take(index + 1)?;
-                return Ok(value);
-            }
-        }
-        Err(malformed("truncated"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,7 +296,7 @@ mod tests {
     }
 
     fn decode_varint(bytes: &[u8]) -> Result<u64, CryptoError> {
-        let mut reader = Reader { rest: bytes };
+        let mut reader = Reader::new(bytes, malformed);
         let value = reader.varint()?;
         assert!(reader.rest.is_empty());
         Ok(value)
@@ -368,7 +316,7 @@ mod tests {
         ] {
             let mut out = Vec::new();
             write_varint(&mut out, value);
-            assert!(out.len() <= MAX_VARINT_LEN);
+            assert!(out.len() <= crate::wire::MAX_VARINT_LEN);
             assert_eq!(decode_varint(&out), Ok(value));
         }
         assert_eq!(

@@ -28,6 +28,8 @@
 use std::fmt;
 
 use data_encoding::BASE32_NOPAD_NOCASE;
+
+use crate::wire::{MAX_VARINT_LEN, Reader, write_varint};
 use hkdf::Hkdf;
 use hkdf::hmac::{Hmac, KeyInit, Mac};
 use rand::CryptoRng;
@@ -49,7 +51,6 @@ pub const MAX_INVITE_ADDRESS_LEN: usize = 128;
 const VERSION: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
 /// Longest minimal LEB128 encoding of a u64.
-const MAX_VARINT_LEN: usize = 10;
 /// Fixed part: version, circle, inviter, secret, longest varint, address count.
 const MAX_FIXED_LEN: usize = 1 + 16 + 32 + 16 + MAX_VARINT_LEN + 1;
 /// Longest binary invite, checksum included.
@@ -281,7 +282,7 @@ impl InviteCode {
 
 /// Decodes the checksummed content, version first.
 fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
-    let mut reader = Reader { rest: content };
+    let mut reader = Reader::new(content, InviteError::Malformed);
     let [version] = reader.array::<1>()?;
     if version != VERSION {
         return Err(InviteError::UnsupportedVersion(version));
@@ -289,7 +290,16 @@ fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
     let circle = CircleId(reader.array()?);
     let inviter = MemberId(reader.array()?);
     let secret = Secret::from_bytes(reader.array()?);
-    let expires_at = reader.varint()?;
+    // The expiry is the layout's only varint: say so in its errors.
+    let expires_at = reader.varint().map_err(|e| match e {
+        InviteError::Malformed("varint is not minimal") => {
+            InviteError::Malformed("expiry is not minimally encoded")
+        }
+        InviteError::Malformed("varint overflows u64") => {
+            InviteError::Malformed("expiry overflows u64")
+        }
+        other => other,
+    })?;
     let count = usize::from(reader.array::<1>()?[0]);
     if count > MAX_INVITE_ADDRESSES {
         return Err(InviteError::Malformed("too many addresses"));
@@ -347,58 +357,6 @@ fn checksum(content: &[u8]) -> [u8; CHECKSUM_LEN] {
         *out = *byte;
     }
     sum
-}
-
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A cursor over the checksummed content; every read is bounds-checked.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], InviteError> {
-        let (taken, rest) = self
-            .rest
-            .split_at_checked(len)
-            .ok_or(InviteError::Malformed("truncated"))?;
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], InviteError> {
-        let (taken, rest) = self
-            .rest
-            .split_first_chunk::<N>()
-            .ok_or(InviteError::Malformed("truncated"))?;
-        self.rest = rest;
-        Ok(*taken)
-    }
-
-    /// Unsigned LEB128, minimal, at most 10 bytes and no bits beyond 64.
-    fn varint(&mut self) -> Result<u64, InviteError> {
-        let mut value = 0u64;
-        for (index, &byte) in self.rest.iter().enumerate().take(MAX_VARINT_LEN) {
-            if index == MAX_VARINT_LEN - 1 && byte > 1 {
-                return Err(InviteError::Malformed("expiry overflows u64"));
-            }
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                if byte == 0 && index > 0 {
-                    return Err(InviteError::Malformed("expiry is not minimally encoded"));
-                }
-                self.take(index + 1)?;
-                return Ok(value);
-            }
-        }
-        Err(InviteError::Malformed("truncated"))
-    }
 }
 
 /// What members store and replicate to recognise a pending invite without holding its

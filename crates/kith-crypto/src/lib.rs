@@ -58,6 +58,7 @@ mod secret;
 mod symmetric;
 #[cfg(test)]
 mod vectors;
+pub mod wire;
 mod wrap;
 
 pub use envelope::{Envelope, EnvelopeHeader};

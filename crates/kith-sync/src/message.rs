@@ -17,6 +17,7 @@
 //! Varints are unsigned LEB128 and minimal; nothing may follow the last field; the whole
 //! message is at most `MAX_MESSAGE_LEN`. Each message therefore has exactly one encoding.
 
+use kith_crypto::wire::{Reader, write_varint};
 use kith_crypto::{CircleId, Envelope, Hash, MAX_ENVELOPE_LEN, MemberId};
 
 use crate::{
@@ -27,7 +28,6 @@ use crate::{
 const KIND_VECTOR: u8 = 1;
 const KIND_ENVELOPES: u8 = 2;
 const FLAG_MORE: u8 = 1;
-const MAX_VARINT_LEN: usize = 10;
 
 /// The last envelope a node holds from one author in one circle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,7 +137,7 @@ impl Message {
         if bytes.len() > MAX_MESSAGE_LEN {
             return Err(SyncError::TooLong);
         }
-        let mut r = Reader { rest: bytes };
+        let mut r = Reader::new(bytes, SyncError::Malformed);
         if r.array::<1>()? != [PROTOCOL_VERSION] {
             return Err(SyncError::Malformed("unknown version"));
         }
@@ -145,7 +145,7 @@ impl Message {
         let circle = CircleId(r.array()?);
         let message = match kind {
             KIND_VECTOR => {
-                let count = r.count(0, MAX_VECTOR_AUTHORS, "head count out of range")?;
+                let count = bounded(&mut r, 0, MAX_VECTOR_AUTHORS, "head count out of range")?;
                 let mut heads: Vec<Head> = Vec::with_capacity(count);
                 for _ in 0..count {
                     let author = MemberId(r.array()?);
@@ -166,11 +166,16 @@ impl Message {
                 if flags & !FLAG_MORE != 0 {
                     return Err(SyncError::Malformed("unknown flags"));
                 }
-                let count = r.count(1, MAX_BATCH_ENVELOPES, "envelope count out of range")?;
+                let count = bounded(
+                    &mut r,
+                    1,
+                    MAX_BATCH_ENVELOPES,
+                    "envelope count out of range",
+                )?;
                 let mut envelopes = Vec::with_capacity(count);
                 let mut batch_bytes = 0usize;
                 for _ in 0..count {
-                    let len = r.count(1, MAX_ENVELOPE_LEN, "envelope length out of range")?;
+                    let len = bounded(&mut r, 1, MAX_ENVELOPE_LEN, "envelope length out of range")?;
                     batch_bytes += len;
                     if batch_bytes > MAX_BATCH_BYTES {
                         return Err(SyncError::Malformed("batch longer than MAX_BATCH_BYTES"));
@@ -192,64 +197,17 @@ impl Message {
     }
 }
 
-fn write_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-/// A cursor over untrusted bytes; every read is bounds-checked.
-struct Reader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8], SyncError> {
-        let (taken, rest) = self
-            .rest
-            .split_at_checked(len)
-            .ok_or(SyncError::Malformed("truncated"))?;
-        self.rest = rest;
-        Ok(taken)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], SyncError> {
-        let (taken, rest) = self
-            .rest
-            .split_first_chunk::<N>()
-            .ok_or(SyncError::Malformed("truncated"))?;
-        self.rest = rest;
-        Ok(*taken)
-    }
-
-    /// A varint that must lie in `min..=max`.
-    fn count(&mut self, min: usize, max: usize, what: &'static str) -> Result<usize, SyncError> {
-        usize::try_from(self.varint()?)
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or(SyncError::Malformed(what))
-    }
-
-    /// Unsigned LEB128, minimal, at most 10 bytes and no bits beyond 64.
-    fn varint(&mut self) -> Result<u64, SyncError> {
-        let mut value = 0u64;
-        for (index, &byte) in self.rest.iter().enumerate().take(MAX_VARINT_LEN) {
-            if index == MAX_VARINT_LEN - 1 && byte > 1 {
-                return Err(SyncError::Malformed("varint overflows u64"));
-            }
-            value |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                if byte == 0 && index > 0 {
-                    return Err(SyncError::Malformed("varint is not minimal"));
-                }
-                self.take(index + 1)?;
-                return Ok(value);
-            }
-        }
-        Err(SyncError::Malformed("truncated"))
-    }
+/// A varint that must lie in `min..=max`.
+fn bounded(
+    r: &mut Reader<'_, SyncError>,
+    min: usize,
+    max: usize,
+    what: &'static str,
+) -> Result<usize, SyncError> {
+    usize::try_from(r.varint()?)
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or(SyncError::Malformed(what))
 }
 
 #[cfg(test)]
