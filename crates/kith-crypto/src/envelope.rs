@@ -37,7 +37,6 @@ const VERSION: u8 = 1;
 /// Prefix of every signed message, so an envelope signature can never be confused with a
 /// signature the same key makes for another purpose.
 const SIGNING_DOMAIN: &[u8] = b"kith/envelope/v1";
-/// Longest minimal LEB128 encoding of a u64.
 
 /// The signed part of an envelope that is not ciphertext; bound as associated data.
 #[derive(Clone, Debug, PartialEq, Eq)]

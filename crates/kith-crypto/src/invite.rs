@@ -50,7 +50,6 @@ pub const MAX_INVITE_ADDRESS_LEN: usize = 128;
 /// The only layout so far; a new layout gets a new number.
 const VERSION: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
-/// Longest minimal LEB128 encoding of a u64.
 /// Fixed part: version, circle, inviter, secret, longest varint, address count.
 const MAX_FIXED_LEN: usize = 1 + 16 + 32 + 16 + MAX_VARINT_LEN + 1;
 /// Longest binary invite, checksum included.

@@ -35,6 +35,7 @@ impl<E> std::fmt::Debug for Reader<'_, E> {
 }
 
 impl<'a, E> Reader<'a, E> {
+    /// Reads `bytes`; `error` turns a reason into the decoder's error.
     pub fn new(bytes: &'a [u8], error: fn(&'static str) -> E) -> Self {
         Reader { rest: bytes, error }
     }
