@@ -24,7 +24,7 @@ use automerge::sync::SyncDoc;
 use kith_core::{Circle, ItemId, Mood, Payload};
 use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey};
 use kith_ipc::{Client, Reply, Request};
-use kith_testkit::{Node, wait_until};
+use kith_testkit::{Node, circle_of, percentile, wait_until};
 
 const NOTE: &str = "slept badly, okay now";
 const WAIT: Duration = Duration::from_secs(60);
@@ -66,7 +66,7 @@ fn main() -> Result<()> {
 
 fn propagation(posts: usize) -> Result<()> {
     println!("\n1. propagation A → B ({posts} check-ins, one at a time)");
-    let nodes = circle_of(&["Ann", "Bob"])?;
+    let nodes = circle_of("Bench", &["Ann", "Bob"])?;
     let (ann, bob) = (&nodes[0], &nodes[1]);
     let watcher = TimedWatcher::start(bob)?;
     // The watch is registered once `kith watch` has its answer: post until a line arrives.
@@ -116,7 +116,7 @@ fn circle20(runtime: &tokio::runtime::Runtime, size: usize, rounds: usize) -> Re
     let formed = Instant::now();
     let names: Vec<String> = (0..size).map(|i| format!("M{i:02}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let nodes = circle_of(&refs)?;
+    let nodes = circle_of("Bench", &refs)?;
     println!(
         "   formed in {:.1} s (each member: kith init + daemon start, argon2 twice; one invite at a time)",
         formed.elapsed().as_secs_f64()
@@ -185,7 +185,7 @@ fn catchup_and_idle(
     idle: Duration,
 ) -> Result<()> {
     println!("\n3. catch-up: B offline while A posts {entries} check-ins, then B starts");
-    let mut nodes = circle_of(&["Ann", "Bob", "Cal"])?;
+    let mut nodes = circle_of("Bench", &["Ann", "Bob", "Cal"])?;
     nodes[1].stop()?;
     nodes[2].stop()?;
     let ann_home = nodes[0].home().to_path_buf();
@@ -411,27 +411,6 @@ fn automerge_sync(entries: usize) -> Result<()> {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-fn networked(name: &str) -> Result<Node> {
-    let mut node = Node::init(name)?;
-    node.start_networked()?;
-    Ok(node)
-}
-
-/// The first name founds "Bench"; each other name joins through an invite from it.
-fn circle_of(names: &[&str]) -> Result<Vec<Node>> {
-    let mut nodes = Vec::new();
-    let founder = networked(names.first().copied().unwrap_or("Ann"))?;
-    founder.ok(&["circle", "create", "Bench"])?;
-    nodes.push(founder);
-    for name in names.iter().skip(1) {
-        let node = networked(name)?;
-        let code = nodes[0].invite(&[])?;
-        node.join(&code)?;
-        nodes.push(node);
-    }
-    Ok(nodes)
-}
-
 /// `kith watch --json` whose lines are time-stamped when read from its stdout.
 struct TimedWatcher {
     child: Child,
@@ -653,11 +632,4 @@ fn now_ms() -> i64 {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or(0.0)
 }

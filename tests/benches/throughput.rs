@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use kith_ipc::{Client, Reply, Request};
-use kith_testkit::Node;
+use kith_testkit::{Node, percentile};
 
 const NOTE: &str = "slept badly, okay now";
 
@@ -112,13 +112,6 @@ async fn post_concurrently(
         all.extend(task.await??);
     }
     Ok((started.elapsed(), all))
-}
-
-fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(|a, b| a.total_cmp(b));
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).copied().unwrap_or(0.0)
 }
 
 fn dir_size(dir: &Path) -> Result<u64> {

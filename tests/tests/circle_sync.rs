@@ -4,31 +4,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use kith_testkit::{Node, wait_until};
+use kith_testkit::{Node, circle_of, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn networked(name: &str) -> Result<Node> {
-    let mut node = Node::init(name)?;
-    node.start_networked()?;
-    Ok(node)
-}
-
-/// Ann founds "Family"; each other name joins through an invite from Ann.
-fn circle_of(names: &[&str]) -> Result<Vec<Node>> {
-    let mut nodes = Vec::new();
-    let ann = networked(names.first().copied().unwrap_or("Ann"))?;
-    ann.ok(&["circle", "create", "Family"])?;
-    nodes.push(ann);
-    for name in names.iter().skip(1) {
-        let node = networked(name)?;
-        let code = nodes[0].invite(&[])?;
-        node.join(&code)?;
-        nodes.push(node);
-    }
-    Ok(nodes)
-}
 
 fn has(node: &Node, id: &str) -> Option<Value> {
     node.item(id)
@@ -40,7 +19,7 @@ fn wait_for_item(node: &Node, id: &str, what: &str) -> Result<Value> {
 
 #[test]
 fn invite_join_and_sync_both_ways() -> Result<()> {
-    let nodes = circle_of(&["Ann", "Bob"])?;
+    let nodes = circle_of("Family", &["Ann", "Bob"])?;
     let (ann, bob) = (&nodes[0], &nodes[1]);
 
     // Bob sees the circle and its roster as soon as `join` returns.
@@ -104,7 +83,7 @@ fn invite_join_and_sync_both_ways() -> Result<()> {
 
 #[test]
 fn watch_shows_items_arriving_from_another_member() -> Result<()> {
-    let nodes = circle_of(&["Ann", "Bob"])?;
+    let nodes = circle_of("Family", &["Ann", "Bob"])?;
     let watcher = nodes[1].watch(&[])?;
     // The watch is registered once `kith watch` has its answer; posting until a line
     // arrives keeps this free of fixed sleeps.
@@ -121,7 +100,7 @@ fn watch_shows_items_arriving_from_another_member() -> Result<()> {
 
 #[test]
 fn a_member_who_was_offline_catches_up() -> Result<()> {
-    let mut nodes = circle_of(&["Ann", "Bob"])?;
+    let mut nodes = circle_of("Family", &["Ann", "Bob"])?;
     nodes[1].stop()?;
     let mut last = String::new();
     for i in 0..320 {
@@ -146,7 +125,7 @@ fn a_member_who_was_offline_catches_up() -> Result<()> {
 
 #[test]
 fn members_never_online_together_reach_each_other_through_a_third() -> Result<()> {
-    let mut nodes = circle_of(&["Ann", "Bea", "Cal"])?;
+    let mut nodes = circle_of("Family", &["Ann", "Bea", "Cal"])?;
     // Cal goes away; Ann posts; Ann goes away; Cal comes back and gets Ann's post from Bea.
     nodes[2].stop()?;
     let from_ann = nodes[0].ok(&["checkin", "--mood", "good", "--note", "for Cal, via Bea"])?;
@@ -168,14 +147,14 @@ fn members_never_online_together_reach_each_other_through_a_third() -> Result<()
 
 #[test]
 fn used_expired_forged_and_mistyped_invites_are_refused() -> Result<()> {
-    let nodes = circle_of(&["Ann", "Bob"])?;
+    let nodes = circle_of("Family", &["Ann", "Bob"])?;
     let ann = &nodes[0];
     let code = ann.invite(&[])?;
-    let cy = networked("Cy")?;
+    let cy = Node::networked("Cy")?;
     cy.join(&code)?;
 
     // Used: the one use is spent.
-    let dee = networked("Dee")?;
+    let dee = Node::networked("Dee")?;
     let out = dee.run(&["join", &code])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -240,7 +219,7 @@ fn used_expired_forged_and_mistyped_invites_are_refused() -> Result<()> {
 
 #[test]
 fn an_outsider_is_refused_and_receives_nothing() -> Result<()> {
-    let mut nodes = circle_of(&["Ann", "Bob"])?;
+    let mut nodes = circle_of("Family", &["Ann", "Bob"])?;
     let ann = &nodes[0];
     ann.ok(&["checkin", "--mood", "okay", "--note", "members only"])?;
     let status = ann.json(&["status"])?;
@@ -298,7 +277,7 @@ fn kith_sync_hello(circle: kith_crypto::CircleId) -> Vec<u8> {
 
 #[test]
 fn kill_9_on_either_side_during_a_burst_loses_nothing_acknowledged() -> Result<()> {
-    let mut nodes = circle_of(&["Ann", "Bob"])?;
+    let mut nodes = circle_of("Family", &["Ann", "Bob"])?;
     // Bob dies without warning in the middle of Ann's burst.
     let mut acknowledged = Vec::new();
     for i in 0..60 {

@@ -481,17 +481,29 @@ impl Node {
             let Some(circle) = self.circles.get_mut(index) else {
                 return;
             };
-            let before: HashMap<String, ItemView> = circle
-                .doc
-                .items()
-                .into_iter()
-                .map(|i| (i.id.clone(), i))
-                .collect();
+            // Comparing the feed before and after costs two copies of it per batch: only
+            // worth it when someone watches.
+            let watched = self.events.receiver_count() > 0;
+            let before: HashMap<String, ItemView> = if watched {
+                circle
+                    .doc
+                    .items()
+                    .into_iter()
+                    .map(|i| (i.id.clone(), i))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
             let roster_before = circle.doc.members();
             if let Err(e) = circle.doc.apply_changes(&changes) {
                 tracing::warn!(error = %e, "some received changes were refused");
             }
-            for item in circle.doc.items() {
+            let after = if watched {
+                circle.doc.items()
+            } else {
+                Vec::new()
+            };
+            for item in after {
                 if before.get(&item.id) != Some(&item)
                     && let Some(info) = views::item(circle.id, &circle.doc, &item.id)
                 {

@@ -70,6 +70,34 @@ pub fn wait_until<T>(
     }
 }
 
+/// The value at fraction `p` (0.0..=1.0) of `values` once sorted; 0 when empty.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).copied().unwrap_or(0.0)
+}
+
+/// A circle of real daemons on loopback: the first name founds `circle`, each other name
+/// joins through an invite from the founder.
+pub fn circle_of(circle: &str, names: &[&str]) -> Result<Vec<Node>> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for name in names {
+        let node = Node::networked(name)?;
+        match nodes.first() {
+            None => {
+                node.ok(&["circle", "create", circle])?;
+            }
+            Some(founder) => {
+                let code = founder.invite(&[])?;
+                node.join(&code)?;
+            }
+        }
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
 /// One Kith node: a temporary home and, once started, a `kith daemon` process.
 #[derive(Debug)]
 pub struct Node {
@@ -85,6 +113,13 @@ impl Node {
     pub fn init(name: &str) -> Result<Node> {
         let node = Node::uninitialised(name)?;
         node.ok_with_passphrase(&["init", "--name", name])?;
+        Ok(node)
+    }
+
+    /// A new identity whose daemon runs networked on loopback ([`Node::start_networked`]).
+    pub fn networked(name: &str) -> Result<Node> {
+        let mut node = Node::init(name)?;
+        node.start_networked()?;
         Ok(node)
     }
 
