@@ -409,8 +409,8 @@ impl Node {
     /// to answer with (empty: nothing to say).
     fn on_sync_bytes(&mut self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
         // A member may only sync circles it is in: check before anything is served.
-        if let Ok(message) = Message::decode(bytes)
-            && !self.shared_circles(&peer).contains(&message.circle())
+        if let Some(circle) = Message::peek_circle(bytes)
+            && !self.shared_circles(&peer).contains(&circle)
         {
             tracing::info!(%peer, "sync for a circle the peer is not in; dropped");
             return Vec::new();

@@ -62,6 +62,17 @@ pub enum Message {
 }
 
 impl Message {
+    /// The circle a message's bytes are about, read from the fixed header (version, kind,
+    /// circle) without decoding the rest: lets a receiver refuse a circle the sender is not
+    /// in before any work. `None` when the header is not a version-1 message header.
+    pub fn peek_circle(bytes: &[u8]) -> Option<CircleId> {
+        let (&version, rest) = bytes.split_first()?;
+        let (&kind, rest) = rest.split_first()?;
+        let circle = rest.first_chunk::<16>()?;
+        (version == PROTOCOL_VERSION && (kind == KIND_VECTOR || kind == KIND_ENVELOPES))
+            .then_some(CircleId(*circle))
+    }
+
     /// The circle the message is about.
     pub fn circle(&self) -> CircleId {
         match self {
@@ -487,5 +498,22 @@ mod tests {
                 prop_assert_eq!(message.encode().unwrap(), bytes);
             }
         }
+    }
+
+    #[test]
+    fn peek_circle_reads_the_header_only() {
+        let circle = CircleId([7; 16]);
+        let bytes = Message::Vector {
+            circle,
+            heads: Vec::new(),
+        }
+        .encode()
+        .unwrap();
+        assert_eq!(Message::peek_circle(&bytes), Some(circle));
+        assert_eq!(Message::peek_circle(&bytes[..17]), None);
+        let mut wrong_kind = bytes.clone();
+        wrong_kind[1] = 9;
+        assert_eq!(Message::peek_circle(&wrong_kind), None);
+        assert_eq!(Message::peek_circle(&[]), None);
     }
 }
