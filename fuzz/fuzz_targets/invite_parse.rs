@@ -1,11 +1,18 @@
 //! `InviteCode::parse` on text a person pasted. Even first byte: the rest is the text as
 //! given. Odd first byte: the rest is the binary layout, which the target checksums and
 //! prints as `kith1…` so the fuzzer gets past the checksum to the layout checks; such an
-//! input is canonical, so if accepted it must print back unchanged. Must never panic.
+//! input is canonical, so if accepted it must print back unchanged. Every accepted invite
+//! names 1 ..= `MAX_INVITE_CONTACTS` contacts, the inviter first. Must never panic.
 #![no_main]
 
-use kith_crypto::{INVITE_PREFIX, InviteCode, encode_id, sha256};
+use kith_crypto::{INVITE_PREFIX, InviteCode, MAX_INVITE_CONTACTS, encode_id, sha256};
 use libfuzzer_sys::fuzz_target;
+
+fn check(code: &InviteCode) {
+    let contacts = code.contacts();
+    assert!((1..=MAX_INVITE_CONTACTS).contains(&contacts.len()));
+    assert_eq!(contacts.first().map(|c| c.member), Some(code.inviter()));
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -16,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         };
         if let Ok(code) = InviteCode::parse(text) {
+            check(&code);
             assert_eq!(InviteCode::parse(&code.encode()).as_ref(), Ok(&code));
         }
     } else {
@@ -25,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         binary.extend_from_slice(&sha256(&checked)[..4]);
         let text = format!("{INVITE_PREFIX}{}", encode_id(&binary));
         if let Ok(code) = InviteCode::parse(&text) {
+            check(&code);
             assert_eq!(code.encode(), text, "accepted a non-canonical invite");
         }
     }

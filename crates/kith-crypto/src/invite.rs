@@ -4,7 +4,29 @@
 //! id alphabet) of a versioned binary layout and a 4-byte checksum. The checksum catches a
 //! mistyped or truncated code before anything touches the network.
 //!
-//! # Layout (version 1)
+//! An invite names its **contacts**: members a joiner may ask to be admitted, each with the
+//! addresses it listens on. The first is the inviter; the others let the invite work while
+//! the inviter is offline, since any member holding the invite's record can admit.
+//!
+//! # Layout (version 2, what kith makes)
+//!
+//! ```text
+//! version     u8 = 2
+//! circle      [16]
+//! secret      [16]     one-time invite secret
+//! expires_at  varint   unix seconds, minimal LEB128
+//! n_contacts  u8       1 ..= 4; the first contact is the inviter
+//! n_contacts ×
+//!   member    [32]     ed25519 public key (member id) of the contact's device; all distinct
+//!   n_addrs   u8       0 ..= 8, and at most 16 over all contacts
+//!   n_addrs × len u8 (1 ..= 128), then len bytes of printable ASCII (a multiaddr)
+//! checksum    [4]      SHA-256("kith1" || everything above)[..4]
+//! ```
+//!
+//! # Layout (version 1, still read)
+//!
+//! One contact, the inviter; codes made by earlier versions of kith. A version 1 code prints
+//! back as version 1, so every code has exactly one spelling.
 //!
 //! ```text
 //! version     u8 = 1
@@ -43,18 +65,38 @@ use crate::{CircleId, ID_ALPHABET, MemberId, Secret, encode_id};
 /// Every invite code starts with this. `1` is not in the base32 alphabet, so the prefix
 /// cannot run into the body unnoticed.
 pub const INVITE_PREFIX: &str = "kith1";
-/// Most addresses an invite may carry.
+/// Most contacts an invite may name: the inviter and three other members.
+pub const MAX_INVITE_CONTACTS: usize = 4;
+/// Most addresses an invite may carry for one contact.
 pub const MAX_INVITE_ADDRESSES: usize = 8;
+/// Most addresses an invite may carry over all its contacts.
+pub const MAX_INVITE_TOTAL_ADDRESSES: usize = 16;
 /// Longest address (bytes) an invite may carry.
 pub const MAX_INVITE_ADDRESS_LEN: usize = 128;
-/// The only layout so far; a new layout gets a new number.
-const VERSION: u8 = 1;
+/// The layout [`InviteCode::with_contacts`] makes.
+const VERSION: u8 = 2;
+/// The first layout: one contact. Still read, and made by [`InviteCode::new`].
+const VERSION_1: u8 = 1;
 const CHECKSUM_LEN: usize = 4;
-/// Fixed part: version, circle, inviter, secret, longest varint, address count.
-const MAX_FIXED_LEN: usize = 1 + 16 + 32 + 16 + MAX_VARINT_LEN + 1;
+/// Longest version 1 content: version, circle, inviter, secret, longest varint, address
+/// count, addresses.
+const MAX_V1_LEN: usize =
+    1 + 16 + 32 + 16 + MAX_VARINT_LEN + 1 + MAX_INVITE_ADDRESSES * (1 + MAX_INVITE_ADDRESS_LEN);
+/// Longest version 2 content: version, circle, secret, longest varint, contact count,
+/// contacts (key and address count each), addresses.
+const MAX_V2_LEN: usize = 1
+    + 16
+    + 16
+    + MAX_VARINT_LEN
+    + 1
+    + MAX_INVITE_CONTACTS * (32 + 1)
+    + MAX_INVITE_TOTAL_ADDRESSES * (1 + MAX_INVITE_ADDRESS_LEN);
 /// Longest binary invite, checksum included.
-const MAX_BINARY_LEN: usize =
-    MAX_FIXED_LEN + MAX_INVITE_ADDRESSES * (1 + MAX_INVITE_ADDRESS_LEN) + CHECKSUM_LEN;
+const MAX_BINARY_LEN: usize = if MAX_V2_LEN > MAX_V1_LEN {
+    MAX_V2_LEN
+} else {
+    MAX_V1_LEN
+} + CHECKSUM_LEN;
 /// Longest valid invite code in characters, whitespace not counted.
 pub const MAX_INVITE_CODE_LEN: usize = INVITE_PREFIX.len() + (MAX_BINARY_LEN * 8).div_ceil(5);
 /// Longest text `parse` looks at (bytes, whitespace included): room for a code wrapped over
@@ -100,23 +142,37 @@ pub enum InviteError {
     },
 }
 
-/// Everything a joiner needs to reach an inviter and prove it was invited.
+/// A member a joiner may ask to be admitted: its member key (its `PeerId` is
+/// [`MemberId::to_peer_id`]) and the addresses (multiaddr strings, not checked here) it
+/// listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteContact {
+    /// The contact's member id.
+    pub member: MemberId,
+    /// Where it may be reached.
+    pub addresses: Vec<String>,
+}
+
+/// Everything a joiner needs to reach a member who can admit it, and to prove it was
+/// invited.
 #[derive(Clone, PartialEq, Eq)]
 pub struct InviteCode {
+    /// The layout it prints as: 1 for codes read in that layout or made by `new`, else 2.
+    version: u8,
     circle: CircleId,
-    inviter: MemberId,
-    addresses: Vec<String>,
+    /// 1 ..= [`MAX_INVITE_CONTACTS`], the inviter first; exactly one in version 1.
+    contacts: Vec<InviteContact>,
     secret: Secret<16>,
     expires_at: u64,
 }
 
-/// Shows the circle, inviter, addresses and expiry; never the secret.
+/// Shows the circle, contacts and expiry; never the secret.
 impl fmt::Debug for InviteCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InviteCode")
+            .field("version", &self.version)
             .field("circle", &self.circle)
-            .field("inviter", &self.inviter)
-            .field("addresses", &self.addresses)
+            .field("contacts", &self.contacts)
             .field("secret", &self.secret)
             .field("expires_at", &self.expires_at)
             .finish()
@@ -124,9 +180,10 @@ impl fmt::Debug for InviteCode {
 }
 
 impl InviteCode {
-    /// An invite with the given parts, checked as `parse` would check them: at most
-    /// [`MAX_INVITE_ADDRESSES`] addresses, each 1 ..= [`MAX_INVITE_ADDRESS_LEN`] bytes of
-    /// printable ASCII without spaces, and an inviter that is a valid ed25519 key.
+    /// A one-contact invite in the version 1 layout (what earlier versions of kith made),
+    /// checked as `parse` would check it: at most [`MAX_INVITE_ADDRESSES`] addresses, each
+    /// 1 ..= [`MAX_INVITE_ADDRESS_LEN`] bytes of printable ASCII without spaces, and an
+    /// inviter that is a valid ed25519 key. New invites use [`InviteCode::with_contacts`].
     pub fn new(
         circle: CircleId,
         inviter: MemberId,
@@ -134,15 +191,11 @@ impl InviteCode {
         secret: Secret<16>,
         expires_at: u64,
     ) -> Result<InviteCode, InviteError> {
-        check_addresses(addresses.iter().map(String::as_bytes), addresses.len())?;
-        check_inviter(&inviter)?;
-        Ok(InviteCode {
-            circle,
-            inviter,
+        let contacts = vec![InviteContact {
+            member: inviter,
             addresses,
-            secret,
-            expires_at,
-        })
+        }];
+        Self::checked(VERSION_1, circle, contacts, secret, expires_at)
     }
 
     /// [`InviteCode::new`] with a fresh secret from `rng`.
@@ -156,19 +209,74 @@ impl InviteCode {
         Self::new(circle, inviter, addresses, Secret::random(rng), expires_at)
     }
 
+    /// An invite in the current layout naming `contacts`, the inviter first, checked as
+    /// `parse` would check it: 1 ..= [`MAX_INVITE_CONTACTS`] contacts with distinct, valid
+    /// ed25519 keys; at most [`MAX_INVITE_ADDRESSES`] addresses per contact and
+    /// [`MAX_INVITE_TOTAL_ADDRESSES`] in all, each 1 ..= [`MAX_INVITE_ADDRESS_LEN`] bytes of
+    /// printable ASCII without spaces.
+    pub fn with_contacts(
+        circle: CircleId,
+        contacts: Vec<InviteContact>,
+        secret: Secret<16>,
+        expires_at: u64,
+    ) -> Result<InviteCode, InviteError> {
+        Self::checked(VERSION, circle, contacts, secret, expires_at)
+    }
+
+    /// [`InviteCode::with_contacts`] with a fresh secret from `rng`.
+    pub fn generate_with_contacts<R: CryptoRng + ?Sized>(
+        circle: CircleId,
+        contacts: Vec<InviteContact>,
+        expires_at: u64,
+        rng: &mut R,
+    ) -> Result<InviteCode, InviteError> {
+        Self::with_contacts(circle, contacts, Secret::random(rng), expires_at)
+    }
+
+    fn checked(
+        version: u8,
+        circle: CircleId,
+        contacts: Vec<InviteContact>,
+        secret: Secret<16>,
+        expires_at: u64,
+    ) -> Result<InviteCode, InviteError> {
+        check_contacts(version, &contacts)?;
+        Ok(InviteCode {
+            version,
+            circle,
+            contacts,
+            secret,
+            expires_at,
+        })
+    }
+
     /// The circle the invite admits to.
     pub fn circle(&self) -> CircleId {
         self.circle
     }
 
-    /// The inviting member; its `PeerId` is [`MemberId::to_peer_id`].
+    /// The inviting member (the first contact); its `PeerId` is [`MemberId::to_peer_id`].
     pub fn inviter(&self) -> MemberId {
-        self.inviter
+        self.contacts
+            .first()
+            .map_or(MemberId([0; 32]), |c| c.member)
     }
 
     /// Where the inviter may be reached: multiaddr strings, not checked here.
     pub fn addresses(&self) -> &[String] {
-        &self.addresses
+        self.contacts
+            .first()
+            .map_or(&[], |c| c.addresses.as_slice())
+    }
+
+    /// Every member the joiner may ask to be admitted, the inviter first.
+    pub fn contacts(&self) -> &[InviteContact] {
+        &self.contacts
+    }
+
+    /// The layout the code prints as (1 or 2).
+    pub fn version(&self) -> u8 {
+        self.version
     }
 
     /// The one-time secret; the joiner uses it only to make a [`JoinProof`].
@@ -202,16 +310,22 @@ impl InviteCode {
     /// The text contains the secret: it is meant for the invitee only.
     pub fn encode(&self) -> String {
         let mut binary = Zeroizing::new(Vec::with_capacity(MAX_BINARY_LEN));
-        binary.push(VERSION);
+        binary.push(self.version);
         binary.extend_from_slice(&self.circle.0);
-        binary.extend_from_slice(&self.inviter.0);
-        binary.extend_from_slice(self.secret.expose_secret());
-        write_varint(&mut binary, self.expires_at);
-        // `new` and `parse` bound the count and lengths, so these casts never truncate.
-        binary.push(self.addresses.len() as u8);
-        for address in &self.addresses {
-            binary.push(address.len() as u8);
-            binary.extend_from_slice(address.as_bytes());
+        if self.version == VERSION_1 {
+            binary.extend_from_slice(&self.inviter().0);
+            binary.extend_from_slice(self.secret.expose_secret());
+            write_varint(&mut binary, self.expires_at);
+            write_addresses(&mut binary, self.addresses());
+        } else {
+            binary.extend_from_slice(self.secret.expose_secret());
+            write_varint(&mut binary, self.expires_at);
+            // `checked` bounds the counts and lengths, so these casts never truncate.
+            binary.push(self.contacts.len() as u8);
+            for contact in &self.contacts {
+                binary.extend_from_slice(&contact.member.0);
+                write_addresses(&mut binary, &contact.addresses);
+            }
         }
         let sum = checksum(&binary);
         binary.extend_from_slice(&sum);
@@ -279,15 +393,28 @@ impl InviteCode {
     }
 }
 
+/// Appends an address count and the addresses; `check_contacts` has bounded both.
+fn write_addresses(binary: &mut Vec<u8>, addresses: &[String]) {
+    binary.push(addresses.len() as u8);
+    for address in addresses {
+        binary.push(address.len() as u8);
+        binary.extend_from_slice(address.as_bytes());
+    }
+}
+
 /// Decodes the checksummed content, version first.
 fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
     let mut reader = Reader::new(content, InviteError::Malformed);
     let [version] = reader.array::<1>()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_1 {
         return Err(InviteError::UnsupportedVersion(version));
     }
     let circle = CircleId(reader.array()?);
-    let inviter = MemberId(reader.array()?);
+    let v1_inviter = if version == VERSION_1 {
+        Some(MemberId(reader.array()?))
+    } else {
+        None
+    };
     let secret = Secret::from_bytes(reader.array()?);
     // The expiry is the layout's only varint: say so in its errors.
     let expires_at = reader.varint().map_err(|e| match e {
@@ -299,6 +426,43 @@ fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
         }
         other => other,
     })?;
+    let contacts = match v1_inviter {
+        Some(member) => vec![InviteContact {
+            member,
+            addresses: read_addresses(&mut reader)?,
+        }],
+        None => {
+            let count = usize::from(reader.array::<1>()?[0]);
+            if count == 0 {
+                return Err(InviteError::Malformed("no contact"));
+            }
+            if count > MAX_INVITE_CONTACTS {
+                return Err(InviteError::Malformed("too many contacts"));
+            }
+            let mut contacts = Vec::with_capacity(count);
+            let mut total = 0;
+            for _ in 0..count {
+                let member = MemberId(reader.array()?);
+                let addresses = read_addresses(&mut reader)?;
+                // Checked as we go, so hostile input never makes us hold more than the
+                // bound.
+                total += addresses.len();
+                if total > MAX_INVITE_TOTAL_ADDRESSES {
+                    return Err(InviteError::Malformed("too many addresses"));
+                }
+                contacts.push(InviteContact { member, addresses });
+            }
+            contacts
+        }
+    };
+    if !reader.rest.is_empty() {
+        return Err(InviteError::Malformed("trailing bytes"));
+    }
+    InviteCode::checked(version, circle, contacts, secret, expires_at)
+}
+
+/// One contact's address count and addresses.
+fn read_addresses(reader: &mut Reader<'_, InviteError>) -> Result<Vec<String>, InviteError> {
     let count = usize::from(reader.array::<1>()?[0]);
     if count > MAX_INVITE_ADDRESSES {
         return Err(InviteError::Malformed("too many addresses"));
@@ -307,42 +471,68 @@ fn decode_content(content: &[u8]) -> Result<InviteCode, InviteError> {
     for _ in 0..count {
         let len = usize::from(reader.array::<1>()?[0]);
         let bytes = reader.take(len)?;
-        check_addresses([bytes], 1)?;
+        check_address(bytes)?;
         // Printable ASCII is valid UTF-8; the error branch is never taken.
         let address = std::str::from_utf8(bytes)
             .map_err(|_| InviteError::Malformed("address is not printable ASCII"))?;
         addresses.push(address.to_owned());
     }
-    if !reader.rest.is_empty() {
-        return Err(InviteError::Malformed("trailing bytes"));
-    }
-    InviteCode::new(circle, inviter, addresses, secret, expires_at)
+    Ok(addresses)
 }
 
-fn check_addresses<'a>(
-    addresses: impl IntoIterator<Item = &'a [u8]>,
-    count: usize,
-) -> Result<(), InviteError> {
-    if count > MAX_INVITE_ADDRESSES {
-        return Err(InviteError::Malformed("too many addresses"));
+/// The rules every layout shares, and version 1's single contact.
+fn check_contacts(version: u8, contacts: &[InviteContact]) -> Result<(), InviteError> {
+    let most = if version == VERSION_1 {
+        1
+    } else {
+        MAX_INVITE_CONTACTS
+    };
+    if contacts.is_empty() {
+        return Err(InviteError::Malformed("no contact"));
     }
-    for address in addresses {
-        if address.is_empty() || address.len() > MAX_INVITE_ADDRESS_LEN {
-            return Err(InviteError::Malformed("address length out of range"));
+    if contacts.len() > most {
+        return Err(InviteError::Malformed("too many contacts"));
+    }
+    let mut total = 0;
+    for (index, contact) in contacts.iter().enumerate() {
+        if contact.addresses.len() > MAX_INVITE_ADDRESSES {
+            return Err(InviteError::Malformed("too many addresses"));
         }
-        // No spaces or control characters: addresses are shown to people and must not
-        // carry terminal escapes.
-        if !address.iter().all(u8::is_ascii_graphic) {
-            return Err(InviteError::Malformed("address is not printable ASCII"));
+        total += contact.addresses.len();
+        for address in &contact.addresses {
+            check_address(address.as_bytes())?;
         }
+        x25519_public(&contact.member).map_err(|_| {
+            InviteError::Malformed(if index == 0 {
+                "inviter is not a valid public key"
+            } else {
+                "contact is not a valid public key"
+            })
+        })?;
+        if contacts
+            .iter()
+            .take(index)
+            .any(|c| c.member == contact.member)
+        {
+            return Err(InviteError::Malformed("a contact is listed twice"));
+        }
+    }
+    if total > MAX_INVITE_TOTAL_ADDRESSES {
+        return Err(InviteError::Malformed("too many addresses"));
     }
     Ok(())
 }
 
-fn check_inviter(inviter: &MemberId) -> Result<(), InviteError> {
-    x25519_public(inviter)
-        .map(|_| ())
-        .map_err(|_| InviteError::Malformed("inviter is not a valid public key"))
+fn check_address(address: &[u8]) -> Result<(), InviteError> {
+    if address.is_empty() || address.len() > MAX_INVITE_ADDRESS_LEN {
+        return Err(InviteError::Malformed("address length out of range"));
+    }
+    // No spaces or control characters: addresses are shown to people and must not carry
+    // terminal escapes.
+    if !address.iter().all(u8::is_ascii_graphic) {
+        return Err(InviteError::Malformed("address is not printable ASCII"));
+    }
+    Ok(())
 }
 
 /// First 4 bytes of SHA-256 over the prefix and the binary content.
@@ -538,6 +728,73 @@ mod tests {
         .unwrap()
     }
 
+    /// A version 2 invite with `contacts` contacts, each with the addresses given.
+    fn sample_v2(contacts: usize, addresses: &[&str]) -> InviteCode {
+        let mut rng = StdRng::seed_from_u64(12);
+        let contacts = (0..contacts)
+            .map(|_| InviteContact {
+                member: DeviceIdentity::generate(&mut rng).member_id(),
+                addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            })
+            .collect();
+        InviteCode::generate_with_contacts(
+            CircleId::random(&mut rng),
+            contacts,
+            1_800_000_000,
+            &mut rng,
+        )
+        .unwrap()
+    }
+
+    const TCP: &str = "/ip4/192.168.1.20/tcp/41000";
+    const QUIC: &str = "/ip4/192.168.1.20/udp/41000/quic-v1";
+
+    #[test]
+    fn version_2_round_trip_and_typical_length() {
+        for contacts in 1..=MAX_INVITE_CONTACTS {
+            for addresses in [&[][..], &[TCP][..], &[TCP, QUIC][..]] {
+                let invite = sample_v2(contacts, addresses);
+                let text = invite.encode();
+                assert!(text.len() <= MAX_INVITE_CODE_LEN);
+                let parsed = InviteCode::parse(&text).unwrap();
+                assert_eq!(parsed, invite);
+                assert_eq!(parsed.version(), 2);
+                assert_eq!(parsed.contacts().len(), contacts);
+                assert_eq!(parsed.inviter(), invite.contacts()[0].member);
+                assert_eq!(parsed.addresses(), &invite.contacts()[0].addresses[..]);
+                assert_eq!(InviteCode::parse(&text.to_uppercase()), Ok(invite));
+            }
+        }
+        // One LAN address over TCP and one over QUIC per contact: what a typical circle
+        // hands out.
+        let one = sample_v2(1, &[TCP, QUIC]).encode().len();
+        let four = sample_v2(4, &[TCP, QUIC]).encode().len();
+        eprintln!("typical v2 invite: 1 contact {one} chars, 4 contacts {four} chars");
+        assert_eq!(sample_v2(1, &[]).encode().len(), 127);
+        assert_eq!(sample_v2(1, &[TCP]).encode().len(), 172);
+        assert_eq!(one, 229);
+        assert_eq!(four, 695);
+    }
+
+    /// The version 2 layout byte by byte, built independently of `encode`.
+    #[test]
+    fn version_2_layout_follows_documentation() {
+        let invite = sample_v2(2, &["/ip4/10.0.0.1/tcp/1"]);
+        let mut expected = vec![2u8];
+        expected.extend_from_slice(&invite.circle().0);
+        expected.extend_from_slice(invite.secret().expose_secret());
+        // 1_800_000_000 as minimal LEB128.
+        expected.extend_from_slice(&[0x80, 0xa4, 0xa7, 0xda, 0x06]);
+        expected.push(2);
+        for contact in invite.contacts() {
+            expected.extend_from_slice(&contact.member.0);
+            expected.push(1);
+            expected.push(19);
+            expected.extend_from_slice(b"/ip4/10.0.0.1/tcp/1");
+        }
+        assert_eq!(invite.encode(), code_for(&expected));
+    }
+
     #[test]
     fn round_trip_and_typical_length() {
         for addresses in [
@@ -578,10 +835,29 @@ mod tests {
     fn largest_invite_fits_the_bound() {
         let long = "a".repeat(MAX_INVITE_ADDRESS_LEN);
         let mut rng = StdRng::seed_from_u64(1);
-        let invite = InviteCode::new(
+        let largest_v1 = InviteCode::new(
             CircleId([0xff; 16]),
             DeviceIdentity::generate(&mut rng).member_id(),
-            vec![long; MAX_INVITE_ADDRESSES],
+            vec![long.clone(); MAX_INVITE_ADDRESSES],
+            Secret::from_bytes([0xff; 16]),
+            u64::MAX,
+        )
+        .unwrap();
+        let text = largest_v1.encode();
+        assert!(text.len() < MAX_INVITE_CODE_LEN);
+        assert_eq!(InviteCode::parse(&text), Ok(largest_v1));
+        // Every contact at the limit, addresses spread up to the total limit.
+        let per_contact = MAX_INVITE_TOTAL_ADDRESSES / MAX_INVITE_CONTACTS;
+        assert!(per_contact <= MAX_INVITE_ADDRESSES);
+        let contacts = (0..MAX_INVITE_CONTACTS)
+            .map(|_| InviteContact {
+                member: DeviceIdentity::generate(&mut rng).member_id(),
+                addresses: vec![long.clone(); per_contact],
+            })
+            .collect();
+        let invite = InviteCode::with_contacts(
+            CircleId([0xff; 16]),
+            contacts,
             Secret::from_bytes([0xff; 16]),
             u64::MAX,
         )
@@ -599,7 +875,11 @@ mod tests {
 
     #[test]
     fn every_single_character_change_is_caught() {
-        let text = sample(&["/ip4/192.168.1.20/tcp/41000"]).encode();
+        every_single_character_change_is_caught_in(&sample(&[TCP]).encode());
+        every_single_character_change_is_caught_in(&sample_v2(2, &[TCP]).encode());
+    }
+
+    fn every_single_character_change_is_caught_in(text: &str) {
         let chars: Vec<char> = text.chars().collect();
         for position in 0..chars.len() {
             for step in [1, 2, 5, 17, 31] {
@@ -709,12 +989,14 @@ mod tests {
         let content = &binary[..binary.len() - CHECKSUM_LEN];
         assert_eq!(InviteCode::parse(&code_for(content)), Ok(invite));
 
-        let mut v2 = content.to_vec();
-        v2[0] = 2;
-        assert_eq!(
-            InviteCode::parse(&code_for(&v2)),
-            Err(InviteError::UnsupportedVersion(2))
-        );
+        for version in [0, 3, 255] {
+            let mut other = content.to_vec();
+            other[0] = version;
+            assert_eq!(
+                InviteCode::parse(&code_for(&other)),
+                Err(InviteError::UnsupportedVersion(version))
+            );
+        }
         let malformed = |bytes: &[u8], reason| {
             assert_eq!(
                 InviteCode::parse(&code_for(bytes)),
@@ -751,6 +1033,149 @@ mod tests {
         assert_eq!(
             InviteCode::parse(&code_for(&[])),
             Err(InviteError::BadChecksum)
+        );
+    }
+
+    #[test]
+    fn version_2_layout_is_checked_behind_the_checksum() {
+        let invite = sample_v2(2, &["/ip4/10.0.0.1/tcp/1"]);
+        let text = invite.encode();
+        let binary = BASE32_NOPAD_NOCASE.decode(&text.as_bytes()[5..]).unwrap();
+        let content = &binary[..binary.len() - CHECKSUM_LEN];
+        assert_eq!(InviteCode::parse(&code_for(content)), Ok(invite.clone()));
+        let malformed = |bytes: &[u8], reason| {
+            assert_eq!(
+                InviteCode::parse(&code_for(bytes)),
+                Err(InviteError::Malformed(reason)),
+                "{reason}"
+            );
+        };
+        // Cut anywhere, even right after the first contact, the layout is truncated.
+        for len in 1..content.len() {
+            malformed(&content[..len], "truncated");
+        }
+        malformed(&[content, &[0]].concat(), "trailing bytes");
+        // Offsets: version 0, circle 1, secret 17, expiry 33 (5 bytes), count 38, first
+        // contact 39 (key 32, address count 71, length 72, address 73 ..= 91), second
+        // contact 92 (key 32, address count 124, ...).
+        let mut none = content[..39].to_vec();
+        none[38] = 0;
+        malformed(&none, "no contact");
+        let mut five = content.to_vec();
+        five[38] = 5;
+        malformed(&five, "too many contacts");
+        let mut nine = content.to_vec();
+        nine[71] = 9;
+        malformed(&nine, "too many addresses");
+        let mut empty_address = content[..72].to_vec();
+        empty_address.push(0);
+        malformed(&empty_address, "address length out of range");
+        let mut control = content.to_vec();
+        control[73] = 0x1b;
+        malformed(&control, "address is not printable ASCII");
+        let mut bad_inviter = content.to_vec();
+        bad_inviter[39..71].copy_from_slice(&[0xff; 32]);
+        malformed(&bad_inviter, "inviter is not a valid public key");
+        let mut bad_contact = content.to_vec();
+        bad_contact[92..124].copy_from_slice(&[0xff; 32]);
+        malformed(&bad_contact, "contact is not a valid public key");
+        let mut twice = content.to_vec();
+        twice.copy_within(39..71, 92);
+        malformed(&twice, "a contact is listed twice");
+        let mut non_minimal = content[..33].to_vec();
+        non_minimal.extend_from_slice(&[0x80, 0x00, 0x00]);
+        malformed(&non_minimal, "expiry is not minimally encoded");
+
+        // The total bound: four contacts of five addresses each (each within the
+        // per-contact bound) make 20 > 16.
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut many = content[..38].to_vec();
+        many.push(4);
+        for _ in 0..4 {
+            many.extend_from_slice(&DeviceIdentity::generate(&mut rng).member_id().0);
+            many.push(5);
+            for _ in 0..5 {
+                many.extend_from_slice(&[1, b'a']);
+            }
+        }
+        malformed(&many, "too many addresses");
+    }
+
+    #[test]
+    fn version_1_codes_still_read_and_print_back_unchanged() {
+        let invite = sample(&[TCP]);
+        assert_eq!(invite.version(), 1);
+        let text = invite.encode();
+        let parsed = InviteCode::parse(&text).unwrap();
+        assert_eq!(parsed.version(), 1);
+        assert_eq!(parsed.contacts().len(), 1);
+        assert_eq!(parsed.contacts()[0].member, invite.inviter());
+        assert_eq!(parsed.contacts()[0].addresses, vec![TCP.to_string()]);
+        assert_eq!(parsed.encode(), text);
+        // The same invite in the new layout is a different code for the same contact.
+        let v2 = InviteCode::with_contacts(
+            invite.circle(),
+            invite.contacts().to_vec(),
+            invite.secret().clone(),
+            invite.expires_at(),
+        )
+        .unwrap();
+        assert_ne!(v2.encode(), text);
+        assert_eq!(v2.id(), invite.id());
+        assert_eq!(InviteCode::parse(&v2.encode()), Ok(v2));
+    }
+
+    #[test]
+    fn with_contacts_refuses_what_parse_would_refuse() {
+        let invite = sample_v2(4, &[TCP]);
+        let build = |contacts: Vec<InviteContact>| {
+            InviteCode::with_contacts(invite.circle(), contacts, invite.secret().clone(), 1)
+        };
+        let contacts = invite.contacts().to_vec();
+        assert!(build(contacts.clone()).is_ok());
+        assert_eq!(build(Vec::new()), Err(InviteError::Malformed("no contact")));
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut five = contacts.clone();
+        five.push(InviteContact {
+            member: DeviceIdentity::generate(&mut rng).member_id(),
+            addresses: Vec::new(),
+        });
+        assert_eq!(
+            build(five),
+            Err(InviteError::Malformed("too many contacts"))
+        );
+        let mut twice = contacts.clone();
+        twice[3].member = twice[0].member;
+        assert_eq!(
+            build(twice),
+            Err(InviteError::Malformed("a contact is listed twice"))
+        );
+        let mut nine = contacts.clone();
+        nine[1].addresses = vec![TCP.into(); 9];
+        assert_eq!(
+            build(nine),
+            Err(InviteError::Malformed("too many addresses"))
+        );
+        let mut seventeen = contacts.clone();
+        for contact in &mut seventeen {
+            contact.addresses = vec![TCP.into(); 4];
+        }
+        assert!(build(seventeen.clone()).is_ok());
+        seventeen[0].addresses.push(TCP.into());
+        assert_eq!(
+            build(seventeen),
+            Err(InviteError::Malformed("too many addresses"))
+        );
+        let mut spaced = contacts.clone();
+        spaced[2].addresses = vec!["a b".into()];
+        assert!(build(spaced).is_err());
+        let mut identity_point = [0u8; 32];
+        identity_point[0] = 1;
+        let mut weak = contacts;
+        weak[1].member = MemberId(identity_point);
+        assert_eq!(
+            build(weak),
+            Err(InviteError::Malformed("contact is not a valid public key"))
         );
     }
 

@@ -63,10 +63,11 @@ mod wrap;
 
 pub use envelope::{Envelope, EnvelopeHeader};
 pub use id::{CircleId, MemberId, decode_id, encode_id};
-pub use identity::{DeviceIdentity, sha256, verify_signature};
+pub use identity::{AuthorKey, DeviceIdentity, sha256, verify_signature};
 pub use invite::{
-    INVITE_PREFIX, InviteCode, InviteError, JoinProof, JoinSignature, MAX_INVITE_ADDRESS_LEN,
-    MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, invite_authority, invite_id, invite_verifier_key,
+    INVITE_PREFIX, InviteCode, InviteContact, InviteError, JoinProof, JoinSignature,
+    MAX_INVITE_ADDRESS_LEN, MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, MAX_INVITE_CONTACTS,
+    MAX_INVITE_TOTAL_ADDRESSES, invite_authority, invite_id, invite_verifier_key,
 };
 pub use kdf::{KdfParams, derive_key_from_passphrase, derive_subkey};
 pub use secret::{EpochKey, Secret};
