@@ -40,8 +40,19 @@ pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// How long `kith join` waits, after admission, for the circle's history to arrive.
 const JOIN_SETTLE: Duration = Duration::from_secs(20);
 
-/// How long `kith join` tries to reach the inviter.
-const JOIN_REACH: Duration = Duration::from_secs(20);
+/// How long `kith join` tries to reach a member named in the invite.
+const JOIN_REACH: Duration = Duration::from_secs(30);
+
+/// How long one attempt at one contact may take before the next contact is tried: a
+/// contact whose machine is asleep must not hold up the others for long.
+const JOIN_ATTEMPT: Duration = Duration::from_secs(5);
+
+/// Other members put into an invite beside the inviter, and addresses given for each.
+const INVITE_OTHER_CONTACTS: usize = kith_crypto::MAX_INVITE_CONTACTS - 1;
+const INVITE_OTHER_ADDRESSES: usize = 4;
+
+/// What an admitter answers for an invite it does not hold (yet): another member may.
+const UNKNOWN_INVITE: &str = "unknown invite (revoked, or not yet known to this member)";
 
 /// How long a peer that reached the offence limit is kept out.
 const BAN: Duration = Duration::from_secs(10 * 60);
@@ -59,10 +70,29 @@ pub(crate) enum Internal {
     /// A join attempt ended.
     JoinDone {
         code: Box<InviteCode>,
-        inviter: PeerId,
-        result: Result<JoinAnswer, String>,
+        /// Every contact of the invite that was made a join target for this attempt.
+        contacts: Vec<PeerId>,
+        result: Result<JoinReply, String>,
         reply: oneshot::Sender<Response>,
     },
+}
+
+/// A member named in an invite, as `kith join` asks it to admit this node.
+#[derive(Debug)]
+struct JoinContact {
+    member: MemberId,
+    peer: PeerId,
+    addresses: Vec<Multiaddr>,
+    /// The join request, its signature bound to this contact's peer id.
+    request: Vec<u8>,
+}
+
+/// The contact that answered a join request for good, and what it said.
+#[derive(Debug)]
+pub(crate) struct JoinReply {
+    member: MemberId,
+    peer: PeerId,
+    answer: JoinAnswer,
 }
 
 /// `/kith/join/1` request (JSON; bounded before parsing).
@@ -118,7 +148,8 @@ pub(crate) struct NetState {
     pub allowed: watch::Sender<HashSet<PeerId>>,
     pub connected: BTreeSet<PeerId>,
     pub listening: Vec<Multiaddr>,
-    /// Inviters we are joining through: allowed before they are in any roster.
+    /// Members named in an invite we are joining through (while asking, every contact;
+    /// once admitted, the admitter): allowed before they are in any roster.
     pub join_targets: HashSet<PeerId>,
     pub waiting_joins: Vec<WaitingJoin>,
     pub banned: HashMap<PeerId, Instant>,
@@ -387,10 +418,10 @@ impl Node {
             }
             Internal::JoinDone {
                 code,
-                inviter,
+                contacts,
                 result,
                 reply,
-            } => self.on_join_done(&code, inviter, result, reply),
+            } => self.on_join_done(&code, &contacts, result, reply),
         }
     }
 
@@ -594,7 +625,7 @@ impl Node {
             .listening
             .iter()
             .map(ToString::to_string)
-            .filter(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+            .filter(|a| invitable(a))
             .take(kith_crypto::MAX_INVITE_ADDRESSES)
             .collect();
         if addresses.is_empty() {
@@ -603,16 +634,12 @@ impl Node {
                 "this node listens on no address others can reach; start it with --listen".into(),
             ));
         }
+        let contacts = self.invite_contacts(index, addresses);
         let now = now_ms();
         let expires_secs = u64::try_from(now / 1000).unwrap_or(0) + ttl_secs;
-        let code = InviteCode::generate(
-            circle_id,
-            self.member_id,
-            addresses,
-            expires_secs,
-            &mut rand::rng(),
-        )
-        .map_err(|e| Refusal(ErrorKind::Internal, e.to_string()))?;
+        let code =
+            InviteCode::generate_with_contacts(circle_id, contacts, expires_secs, &mut rand::rng())
+                .map_err(|e| Refusal(ErrorKind::Internal, e.to_string()))?;
         let verifier = invite_authority(code.secret()).member_id().0;
         let expires_ms = i64::try_from(expires_secs)
             .unwrap_or(i64::MAX)
@@ -636,7 +663,55 @@ impl Node {
         Ok(outcome)
     }
 
-    /// `kith join CODE`: checks the code, then reaches the inviter in a task.
+    /// The contacts of a new invite of circle `index`: this node with `own` addresses first,
+    /// then up to three other members who published addresses, those connected now first
+    /// (they are the likeliest to be online when the code is used), then in roster order.
+    /// Stays within the invite's bounds on addresses.
+    fn invite_contacts(&self, index: usize, own: Vec<String>) -> Vec<kith_crypto::InviteContact> {
+        let mut budget = kith_crypto::MAX_INVITE_TOTAL_ADDRESSES.saturating_sub(own.len());
+        let mut contacts = vec![kith_crypto::InviteContact {
+            member: self.member_id,
+            addresses: own,
+        }];
+        let Some(circle) = self.circles.get(index) else {
+            return contacts;
+        };
+        let me = self.member_id.to_string();
+        let mut others: Vec<(bool, MemberId, Vec<String>)> = circle
+            .doc
+            .members()
+            .into_iter()
+            .filter(|m| m.id != me)
+            .filter_map(|m| {
+                let member: MemberId = m.id.parse().ok()?;
+                let peer = member.to_peer_id().ok()?;
+                if self.net.banned.contains_key(&peer) {
+                    return None;
+                }
+                let addresses: Vec<String> = m
+                    .addresses
+                    .into_iter()
+                    .filter(|a| invitable(a))
+                    .take(INVITE_OTHER_ADDRESSES)
+                    .collect();
+                let offline = !self.net.connected.contains(&peer);
+                (!addresses.is_empty()).then_some((offline, member, addresses))
+            })
+            .collect();
+        // Stable: members equally connected stay in roster order.
+        others.sort_by_key(|(offline, ..)| *offline);
+        for (_, member, mut addresses) in others.into_iter().take(INVITE_OTHER_CONTACTS) {
+            addresses.truncate(budget);
+            if addresses.is_empty() {
+                break;
+            }
+            budget -= addresses.len();
+            contacts.push(kith_crypto::InviteContact { member, addresses });
+        }
+        contacts
+    }
+
+    /// `kith join CODE`: checks the code, then asks the members it names, in a task.
     pub(crate) fn join(&mut self, text: &str, reply: oneshot::Sender<Response>) {
         let fail = |reply: oneshot::Sender<Response>, kind, message: String| {
             let _ = reply.send(Response::Error(kith_ipc::ErrorReply { kind, message }));
@@ -665,59 +740,63 @@ impl Node {
         if code.inviter() == self.member_id {
             return fail(reply, ErrorKind::Refused, "this is your own invite".into());
         }
-        let Ok(inviter) = code.inviter().to_peer_id() else {
-            return fail(
-                reply,
-                ErrorKind::Refused,
-                "invalid invite code: bad inviter key".into(),
-            );
-        };
-        let addresses: Vec<Multiaddr> = code
-            .addresses()
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        if addresses.is_empty() {
+        let me = self.net.net.local_peer_id();
+        let mut contacts = Vec::new();
+        for contact in code.contacts() {
+            let Ok(peer) = contact.member.to_peer_id() else {
+                continue;
+            };
+            let addresses: Vec<Multiaddr> = contact
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect();
+            if contact.member == self.member_id || addresses.is_empty() {
+                continue;
+            }
+            // The signature names the admitter: one per contact.
+            let signature = JoinSignature::create(code.secret(), &code.circle(), &me, &peer);
+            let request = JoinRequest {
+                v: 1,
+                circle: code.circle().to_string(),
+                invite: encode_id(&code.id()),
+                signature: encode_id(&signature.0),
+                name: self.name.clone(),
+            };
+            let Ok(request) = serde_json::to_vec(&request) else {
+                return fail(
+                    reply,
+                    ErrorKind::Internal,
+                    "cannot encode the join request".into(),
+                );
+            };
+            contacts.push(JoinContact {
+                member: contact.member,
+                peer,
+                addresses,
+                request,
+            });
+        }
+        if contacts.is_empty() {
             return fail(
                 reply,
                 ErrorKind::Refused,
                 "the invite holds no address to reach".into(),
             );
         }
-        let request = JoinRequest {
-            v: 1,
-            circle: code.circle().to_string(),
-            invite: encode_id(&code.id()),
-            signature: encode_id(
-                &JoinSignature::create(
-                    code.secret(),
-                    &code.circle(),
-                    &self.net.net.local_peer_id(),
-                    &inviter,
-                )
-                .0,
-            ),
-            name: self.name.clone(),
-        };
-        let Ok(bytes) = serde_json::to_vec(&request) else {
-            return fail(
-                reply,
-                ErrorKind::Internal,
-                "cannot encode the join request".into(),
-            );
-        };
-        self.net.join_targets.insert(inviter);
-        // Every allowed set sent from now on includes the inviter.
+        let peers: Vec<PeerId> = contacts.iter().map(|c| c.peer).collect();
+        self.net.join_targets.extend(peers.iter().copied());
+        // Every allowed set sent from now on includes the contacts.
         self.refresh_allowed();
         let net = self.net.net.clone();
         let internal = self.net.internal.clone();
         let code = Box::new(code);
         tokio::spawn(async move {
-            let result = reach_inviter(&net, inviter, addresses, bytes).await;
+            let result = reach_contacts(&net, contacts).await;
             let _ = internal
                 .send(Internal::JoinDone {
                     code,
-                    inviter,
+                    contacts: peers,
                     result,
                     reply,
                 })
@@ -725,11 +804,14 @@ impl Node {
         });
     }
 
+    /// The end of a join attempt through `contacts`. Admitted: only the admitter stays a
+    /// join target (it serves the circle's history; the others become allowed as members
+    /// once the roster arrives). Otherwise none does.
     fn on_join_done(
         &mut self,
         code: &InviteCode,
-        inviter: PeerId,
-        result: Result<JoinAnswer, String>,
+        contacts: &[PeerId],
+        result: Result<JoinReply, String>,
         reply: oneshot::Sender<Response>,
     ) {
         let fail = |reply: oneshot::Sender<Response>, message: String| {
@@ -738,22 +820,44 @@ impl Node {
                 message,
             }));
         };
-        let keys = match result {
-            Ok(JoinAnswer::Admitted { circle, keys }) if circle == code.circle().to_string() => {
-                keys
+        let admitter = match &result {
+            Ok(JoinReply {
+                peer,
+                answer: JoinAnswer::Admitted { .. },
+                ..
+            }) => Some(*peer),
+            _ => None,
+        };
+        for peer in contacts {
+            if Some(*peer) != admitter {
+                self.net.join_targets.remove(peer);
             }
-            Ok(JoinAnswer::Admitted { .. }) => {
-                self.net.join_targets.remove(&inviter);
-                return fail(reply, "the inviter answered for another circle".into());
+        }
+        self.refresh_allowed();
+        let (admitter, keys) = match result {
+            Ok(JoinReply {
+                member,
+                peer,
+                answer: JoinAnswer::Admitted { circle, keys },
+            }) if circle == code.circle().to_string() => ((member, peer), keys),
+            Ok(JoinReply {
+                peer,
+                answer: JoinAnswer::Admitted { .. },
+                ..
+            }) => {
+                self.net.join_targets.remove(&peer);
+                return fail(
+                    reply,
+                    "the admitting member answered for another circle".into(),
+                );
             }
-            Ok(JoinAnswer::Refused { reason }) => {
-                self.net.join_targets.remove(&inviter);
+            Ok(JoinReply {
+                answer: JoinAnswer::Refused { reason },
+                ..
+            }) => {
                 return fail(reply, format!("the circle refused the invite: {reason}"));
             }
-            Err(e) => {
-                self.net.join_targets.remove(&inviter);
-                return fail(reply, e);
-            }
+            Err(e) => return fail(reply, e),
         };
         if self.circles.iter().any(|c| c.id == code.circle()) {
             return fail(reply, "you are already in this circle".into());
@@ -767,18 +871,18 @@ impl Node {
             let Ok(key) = WrappedKey::decode(&bytes) else {
                 continue;
             };
-            if let Ok(key) = unwrap_epoch_key(
-                &self.identity,
-                &code.inviter(),
-                &circle_id,
-                wrapped.epoch,
-                &key,
-            ) {
+            // Wrapped, and authenticated, by whoever admitted us.
+            if let Ok(key) =
+                unwrap_epoch_key(&self.identity, &admitter.0, &circle_id, wrapped.epoch, &key)
+            {
                 epoch_keys.push((wrapped.epoch, key));
             }
         }
         if epoch_keys.is_empty() {
-            return fail(reply, "the inviter sent no key this device can open".into());
+            return fail(
+                reply,
+                "the admitting member sent no key this device can open".into(),
+            );
         }
         let record = CircleRecord {
             id: circle_id,
@@ -809,12 +913,21 @@ impl Node {
             deadline: Instant::now() + JOIN_SETTLE,
         });
         if let Some(state) = self.net.sync.circle(&circle_id) {
-            send_sync(&self.net.net, &self.net.internal, inviter, &state.vector());
+            send_sync(
+                &self.net.net,
+                &self.net.internal,
+                admitter.1,
+                &state.vector(),
+            );
         }
     }
 
     /// Answers `kith join` once the newcomer's own roster entry has arrived (the circle's
     /// history is then here), or at the deadline (admitted, still catching up).
+    ///
+    /// Runs after every received batch too, so it also opens the join window as soon as
+    /// another member's new invite arrives here: this node can then admit its holder at once,
+    /// also while the inviter is offline.
     pub(crate) fn settle_joins(&mut self, all: bool) {
         let now = Instant::now();
         let me = self.member_id.to_string();
@@ -827,7 +940,7 @@ impl Node {
                 .is_some_and(|c| c.doc.members().iter().any(|m| m.id == me));
             if arrived || all || now >= waiting.deadline {
                 if arrived {
-                    // The inviter is a member now: no need to keep it as a join target.
+                    // The admitter is a member now: no need to keep it as a join target.
                     self.net.join_targets.clear();
                     self.net.addresses_dirty = true;
                 }
@@ -840,6 +953,7 @@ impl Node {
         }
         self.net.waiting_joins = still;
         self.refresh_allowed();
+        self.refresh_join_window();
     }
 
     /// An admitter's side of `/kith/join/1`.
@@ -907,10 +1021,7 @@ impl Node {
             decode_id::<64>(&request.signature).map_err(|_| "malformed signature".to_string())?;
         let my_peer = self.net.net.local_peer_id();
         let circle = self.circles.get(index).ok_or("unknown circle")?;
-        let invite = circle
-            .doc
-            .invite(&request.invite)
-            .ok_or("unknown invite (revoked, or not yet known to this member)")?;
+        let invite = circle.doc.invite(&request.invite).ok_or(UNKNOWN_INVITE)?;
         if !JoinSignature(signature).verify(&invite.verifier, &circle_id, &peer, &my_peer) {
             return Err("the invite proof does not verify".into());
         }
@@ -967,45 +1078,142 @@ enum Admission {
     Already(Vec<WrappedEpoch>, CircleId),
 }
 
-/// Allows and dials the inviter, then sends the join request, retrying while the inviter
-/// cannot be reached yet.
-async fn reach_inviter(
-    net: &NetHandle,
-    inviter: PeerId,
-    addresses: Vec<Multiaddr>,
-    request: Vec<u8>,
-) -> Result<JoinAnswer, String> {
-    net.admit(inviter).await.map_err(|e| e.to_string())?;
-    for addr in addresses {
-        let _ = net.add_address(inviter, addr).await;
-    }
-    let deadline = Instant::now() + JOIN_REACH;
-    let mut last = String::from("the inviter could not be reached");
-    let mut closed = 0;
-    while Instant::now() < deadline {
-        match net.request(inviter, Protocol::Join, request.clone()).await {
-            Ok(bytes) => {
-                return serde_json::from_slice::<JoinAnswer>(&bytes)
-                    .map_err(|_| "the inviter gave an unreadable answer".to_string());
-            }
-            Err(kith_net::NetError::ConnectionClosed | kith_net::NetError::Unsupported)
-                if closed >= 2 =>
-            {
-                // The inviter's node took the connection and closed it, again and again: it
-                // admits nobody with this code any more.
-                return Err(
-                    "the circle refused this invite: it is used up, expired or revoked".into(),
-                );
-            }
-            Err(kith_net::NetError::ConnectionClosed | kith_net::NetError::Unsupported) => {
-                closed += 1;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(e) => {
-                last = format!("the inviter could not be reached (is their Kith running?): {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+/// Whether `address` is worth handing out in an invite: it reads as a multiaddr, fits the
+/// invite's bounds, and is not an unspecified address (0.0.0.0 or ::), which nobody can dial.
+fn invitable(address: &str) -> bool {
+    !address.contains("/0.0.0.0/")
+        && !address.contains("/::/")
+        && !address.is_empty()
+        && address.len() <= kith_crypto::MAX_INVITE_ADDRESS_LEN
+        && address.bytes().all(|b| b.is_ascii_graphic())
+        && address.parse::<Multiaddr>().is_ok()
+}
+
+/// Where one contact stands in [`reach_contacts`].
+#[derive(Debug)]
+enum Reach {
+    /// Not reached yet; the last error, if any attempt failed.
+    Trying(Option<String>),
+    /// Its node took the connection and closed it, again and again: it admits nobody with
+    /// this code (or has not learnt of the invite yet).
+    Closed,
+    /// It does not know the invite (another member may).
+    Unknown(String),
+    /// It answered something that does not read.
+    Unreadable,
+}
+
+/// Allows and dials every contact, then asks them in turn, the inviter first, to admit us,
+/// round after round until one answers for good or [`JOIN_REACH`] has passed. One attempt
+/// takes at most [`JOIN_ATTEMPT`], so a contact that cannot be reached does not hold up
+/// the others for long (the network actor dials all of them at once in the background).
+///
+/// An admission, or a refusal other than "unknown invite", ends the search: the members
+/// share the invite's record, so another one would refuse too (or, not having seen the last
+/// admission yet, let one more person in). Once one contact has said no in another way, the
+/// others get one more [`JOIN_ATTEMPT`], not the rest of [`JOIN_REACH`]. If no contact
+/// admits, the most telling failure is reported: a connection closed for want of a usable
+/// invite, then "unknown invite", then an unreadable answer, then why the inviter could not
+/// be reached.
+async fn reach_contacts(net: &NetHandle, contacts: Vec<JoinContact>) -> Result<JoinReply, String> {
+    for contact in &contacts {
+        net.admit(contact.peer).await.map_err(|e| e.to_string())?;
+        for addr in &contact.addresses {
+            let _ = net.add_address(contact.peer, addr.clone()).await;
         }
     }
-    Err(last)
+    let mut deadline = Instant::now() + JOIN_REACH;
+    let mut states: Vec<(JoinContact, Reach, u32)> = contacts
+        .into_iter()
+        .map(|c| (c, Reach::Trying(None), 0))
+        .collect();
+    loop {
+        for (contact, state, closed) in &mut states {
+            if !matches!(state, Reach::Trying(_)) {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let request = net.request(contact.peer, Protocol::Join, contact.request.clone());
+            match tokio::time::timeout(left.min(JOIN_ATTEMPT), request).await {
+                Ok(Ok(bytes)) => match serde_json::from_slice::<JoinAnswer>(&bytes) {
+                    Ok(JoinAnswer::Refused { reason }) if reason.starts_with("unknown invite") => {
+                        *state = Reach::Unknown(reason);
+                    }
+                    Ok(answer) => {
+                        return Ok(JoinReply {
+                            member: contact.member,
+                            peer: contact.peer,
+                            answer,
+                        });
+                    }
+                    Err(_) => *state = Reach::Unreadable,
+                },
+                Ok(Err(kith_net::NetError::ConnectionClosed | kith_net::NetError::Unsupported)) => {
+                    *closed += 1;
+                    if *closed >= 3 {
+                        *state = Reach::Closed;
+                    }
+                }
+                Ok(Err(e)) => *state = Reach::Trying(Some(e.to_string())),
+                Err(_) => *state = Reach::Trying(Some("no answer in time".into())),
+            }
+        }
+        let trying = states.iter().any(|(_, s, _)| matches!(s, Reach::Trying(_)));
+        if trying
+            && states
+                .iter()
+                .any(|(_, s, _)| !matches!(s, Reach::Trying(_)))
+        {
+            deadline = deadline.min(Instant::now() + JOIN_ATTEMPT);
+        }
+        if !trying || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    join_failure(&states)
+}
+
+/// The most telling reason a join found nobody to admit it (see [`reach_contacts`]).
+fn join_failure(states: &[(JoinContact, Reach, u32)]) -> Result<JoinReply, String> {
+    if states.iter().any(|(_, s, _)| matches!(s, Reach::Closed)) {
+        return Err("the circle refused this invite: it is used up, expired or revoked".into());
+    }
+    if let Some((contact, Reach::Unknown(reason), _)) = states
+        .iter()
+        .find(|(_, s, _)| matches!(s, Reach::Unknown(_)))
+    {
+        return Ok(JoinReply {
+            member: contact.member,
+            peer: contact.peer,
+            answer: JoinAnswer::Refused {
+                reason: reason.clone(),
+            },
+        });
+    }
+    if states
+        .iter()
+        .any(|(_, s, _)| matches!(s, Reach::Unreadable))
+    {
+        return Err("a member named in the invite gave an unreadable answer".into());
+    }
+    let why = states
+        .first()
+        .and_then(|(_, s, _)| match s {
+            Reach::Trying(Some(e)) => Some(format!(": {e}")),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Err(if states.len() > 1 {
+        format!(
+            "none of the {} members named in the invite could be reached (is the inviter's \
+             or another member's Kith running?){why}",
+            states.len()
+        )
+    } else {
+        format!("the inviter could not be reached (is their Kith running?){why}")
+    })
 }
