@@ -109,8 +109,14 @@ fn a_member_admits_while_the_inviter_is_offline() -> Result<()> {
     // Ann's history reached Cy through Bob.
     wait_for_item(&cy, &marker, "Ann's post at Cy")?;
 
-    // Ann comes back (on a new port): she finds Cy in the roster and Cy's post.
-    nodes[0].start_networked()?;
+    // Ann comes back, where her invite says she listens: she finds Cy in the roster and
+    // Cy's post.
+    let ann_listen = parsed.contacts()[0].addresses.clone();
+    let mut args = vec!["--no-mdns"];
+    for address in &ann_listen {
+        args.extend(["--listen", address.as_str()]);
+    }
+    nodes[0].start_with(&args)?;
     let seen = wait_for_item(&nodes[0], &from_cy, "Cy's check-in at Ann")?;
     assert_eq!(seen["author"]["name"], "Cy");
     wait_until(WAIT, "Cy in Ann's roster", || {
@@ -123,11 +129,14 @@ fn a_member_admits_while_the_inviter_is_offline() -> Result<()> {
     let from_ann = nodes[0].ok(&["checkin", "--mood", "good", "--note", "back, hi Cy"])?;
     wait_for_item(&cy, &from_ann, "Ann's check-in at Cy")?;
 
-    // The one use is spent at Bob, and Ann counts it: Dee is refused with the same code.
+    // The one use was spent at Bob: Dee is refused with the same code. No invite is usable,
+    // so neither Ann nor Bob lets a stranger in at all.
     let dee = Node::networked("Dee")?;
     let err = refused_join(&dee, &code)?;
     assert!(err.contains("used up"), "{err}");
-    // With another invite pending, Ann's node lets Dee ask, and Ann's own rules refuse.
+    // Ann counts the use made at Bob: with Bob gone and another invite pending (so that her
+    // node lets Dee ask), her own rules refuse the spent code.
+    nodes[1].stop()?;
     nodes[0].invite(&[])?;
     let err = refused_join(&dee, &code)?;
     assert!(err.contains("used as many times as it allows"), "{err}");
