@@ -241,6 +241,14 @@ impl Circle {
             Feed::touched_by(&self.doc.diff_incremental())
         };
         self.feed.refresh(&self.doc, touched);
+        self.move_diff_cursor();
+    }
+
+    /// Moves the diff cursor to the current heads with a fresh patch log. Truncating the
+    /// old log would keep its capacity, and automerge logs every applied op (even with no
+    /// cursor set): after loading 10,000 changes that is about 10 MB held for nothing.
+    fn move_diff_cursor(&mut self) {
+        self.doc.reset_diff_cursor();
         self.doc.update_diff_cursor();
     }
 
@@ -352,7 +360,7 @@ impl Circle {
             .ok_or_else(|| CoreError::Document("the committed change is missing".into()))?;
         // The edit says what it touched: no diff needed.
         self.feed.refresh(&self.doc, touched);
-        self.doc.update_diff_cursor();
+        self.move_diff_cursor();
         Ok(change.raw_bytes().to_vec())
     }
 

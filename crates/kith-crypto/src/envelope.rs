@@ -28,8 +28,8 @@ use zeroize::Zeroizing;
 use crate::symmetric::{TAG_LEN, open_with_nonce, seal_with_nonce};
 use crate::wire::{Reader, write_varint};
 use crate::{
-    CircleId, CryptoError, DeviceIdentity, EpochKey, Hash, MAX_CIPHERTEXT_LEN, MAX_ENVELOPE_LEN,
-    MemberId, sha256, verify_signature,
+    AuthorKey, CircleId, CryptoError, DeviceIdentity, EpochKey, Hash, MAX_CIPHERTEXT_LEN,
+    MAX_ENVELOPE_LEN, MemberId, sha256, verify_signature,
 };
 
 /// The only encoding version so far; a new layout gets a new number.
@@ -148,16 +148,33 @@ impl Envelope {
         verify_signature(&self.header.author, &self.signed_message(), &self.signature)
     }
 
-    /// Verifies, then decrypts. Verifying first means unauthenticated bytes never reach
-    /// the cipher, and a member cannot pass off a re-encrypted copy as someone else's.
-    pub fn open(&self, key: &EpochKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        self.verify()?;
+    /// Checks the signature against an already parsed key of the author. A key of another
+    /// member is refused, so the author in the header is always the one checked.
+    pub fn verify_with(&self, author: &AuthorKey) -> Result<(), CryptoError> {
+        if author.member() != &self.header.author {
+            return Err(CryptoError::BadSignature);
+        }
+        author.verify(&self.signed_message(), &self.signature)
+    }
+
+    /// Decrypts without checking the signature again: only for an envelope that was
+    /// verified already, by kith-sync when it arrived or by this device's store (whose rows
+    /// are authenticated under its own key). Saves a second signature check per envelope
+    /// on catch-up and on start.
+    pub fn open_verified(&self, key: &EpochKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         open_with_nonce(
             &key.0,
             &self.header.nonce,
             &self.header.encode(),
             &self.ciphertext,
         )
+    }
+
+    /// Verifies, then decrypts. Verifying first means unauthenticated bytes never reach
+    /// the cipher, and a member cannot pass off a re-encrypted copy as someone else's.
+    pub fn open(&self, key: &EpochKey) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.verify()?;
+        self.open_verified(key)
     }
 
     /// Canonical encoding (see the module docs and docs/crypto.md for the layout).
@@ -591,5 +608,26 @@ mod tests {
         let other = EpochKey(Secret::random(&mut f.rng));
         assert_eq!(env.verify(), Ok(()));
         assert_eq!(env.open(&other), Err(CryptoError::DecryptFailed));
+    }
+
+    #[test]
+    fn verify_with_a_parsed_key_agrees_with_verify() {
+        let mut f = fixture();
+        let env =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 0, b"x", &mut f.rng).unwrap();
+        let alice = AuthorKey::parse(&f.alice.member_id()).unwrap();
+        let bob = AuthorKey::parse(&f.bob.member_id()).unwrap();
+        assert_eq!(env.verify_with(&alice), Ok(()));
+        // Bob's key is refused even before the signature is looked at.
+        assert_eq!(env.verify_with(&bob), Err(CryptoError::BadSignature));
+        let mut forged = env.clone();
+        forged.ciphertext[0] ^= 1;
+        assert_eq!(forged.verify_with(&alice), Err(CryptoError::BadSignature));
+        // Decrypting without the check still refuses a changed ciphertext.
+        assert_eq!(
+            forged.open_verified(&f.key),
+            Err(CryptoError::DecryptFailed)
+        );
+        assert_eq!(&env.open_verified(&f.key).unwrap()[..], b"x");
     }
 }

@@ -63,7 +63,7 @@ mod wrap;
 
 pub use envelope::{Envelope, EnvelopeHeader};
 pub use id::{CircleId, MemberId, decode_id, encode_id};
-pub use identity::{DeviceIdentity, sha256, verify_signature};
+pub use identity::{AuthorKey, DeviceIdentity, sha256, verify_signature};
 pub use invite::{
     INVITE_PREFIX, InviteCode, InviteContact, InviteError, JoinProof, JoinSignature,
     MAX_INVITE_ADDRESS_LEN, MAX_INVITE_ADDRESSES, MAX_INVITE_CODE_LEN, MAX_INVITE_CONTACTS,

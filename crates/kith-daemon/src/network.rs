@@ -27,7 +27,7 @@ use kith_crypto::{
 use kith_ipc::{ErrorKind, Reply, Response};
 use kith_net::{Multiaddr, NetHandle, PeerId, Protocol};
 use kith_store::CircleRecord;
-use kith_sync::{EnvelopeSource, Message};
+use kith_sync::{EnvelopeSource, Message, Prechecked};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -63,8 +63,11 @@ const MAX_JOIN_REQUEST: usize = 8 * 1024;
 /// Results of network tasks, back in the actor.
 #[derive(Debug)]
 pub(crate) enum Internal {
-    /// The answer to a sync message we sent.
-    SyncAnswer { peer: PeerId, bytes: Vec<u8> },
+    /// The answer to a sync message we sent, decoded and its signatures checked.
+    SyncAnswer {
+        peer: PeerId,
+        message: Box<Prechecked>,
+    },
     /// A local envelope is durable: push it.
     Push { circle: CircleId, message: Message },
     /// A join attempt ended.
@@ -224,6 +227,23 @@ fn refused(reason: impl Into<String>) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// How a sync message is answered.
+enum Answer {
+    /// It was a request: the first reply is its response.
+    Respond(oneshot::Sender<Vec<u8>>),
+    /// It was the answer to our request: replies go out as new requests.
+    Request,
+}
+
+impl Answer {
+    /// Nothing to say: an inbound request gets an empty response.
+    fn nothing(self) {
+        if let Answer::Respond(respond) = self {
+            let _ = respond.send(Vec::new());
+        }
+    }
+}
+
 /// Sends `message` to `peer` in a task; the answer comes back as [`Internal::SyncAnswer`].
 fn send_sync(net: &NetHandle, internal: &mpsc::Sender<Internal>, peer: PeerId, message: &Message) {
     let Ok(bytes) = message.encode() else {
@@ -234,12 +254,14 @@ fn send_sync(net: &NetHandle, internal: &mpsc::Sender<Internal>, peer: PeerId, m
     tokio::spawn(async move {
         match net.request(peer, Protocol::Sync, bytes).await {
             Ok(answer) if !answer.is_empty() => {
-                let _ = internal
-                    .send(Internal::SyncAnswer {
-                        peer,
-                        bytes: answer,
-                    })
-                    .await;
+                // Checking a batch's signatures is most of the work of receiving it: done
+                // here, it overlaps with the node applying the previous batch.
+                let Ok(message) =
+                    tokio::task::spawn_blocking(move || Box::new(Prechecked::new(&answer))).await
+                else {
+                    return;
+                };
+                let _ = internal.send(Internal::SyncAnswer { peer, message }).await;
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%peer, error = %e, "sync request failed"),
@@ -380,12 +402,11 @@ impl Node {
                 bytes,
                 respond,
             } => {
-                let answer = self.on_sync_bytes(peer, &bytes);
                 if !self.shared_circles(&peer).is_empty() {
                     // A member that was admitted on a probationary connection.
                     self.net.connected.insert(peer);
                 }
-                let _ = respond.send(answer);
+                self.on_sync_message(peer, Prechecked::new(&bytes), Answer::Respond(respond));
             }
             NetEvent::InboundRequest {
                 peer,
@@ -399,14 +420,10 @@ impl Node {
 
     pub(crate) fn on_internal(&mut self, message: Internal) {
         match message {
-            Internal::SyncAnswer { peer, bytes } => {
-                let answer = self.on_sync_bytes(peer, &bytes);
-                if !answer.is_empty() {
-                    // Our answer to their answer (e.g. a vector asking for more).
-                    if let Ok(message) = Message::decode(&answer) {
-                        send_sync(&self.net.net, &self.net.internal, peer, &message);
-                    }
-                }
+            Internal::SyncAnswer { peer, message } => {
+                // Our answer to their answer (e.g. a vector asking for more) goes out as a
+                // new request.
+                self.on_sync_message(peer, *message, Answer::Request);
             }
             Internal::Push { circle, message } => {
                 let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
@@ -436,23 +453,25 @@ impl Node {
         self.settle_joins(false);
     }
 
-    /// One sync message from `peer` (a request, or the answer to ours). Returns the bytes
-    /// to answer with (empty: nothing to say).
-    fn on_sync_bytes(&mut self, peer: PeerId, bytes: &[u8]) -> Vec<u8> {
+    /// One sync message from `peer` (a request, or the answer to ours). The answer goes out
+    /// before the accepted envelopes are stored and applied, so that during a catch-up the
+    /// peer prepares the next batch while this node applies the last one.
+    fn on_sync_message(&mut self, peer: PeerId, message: Prechecked, answer: Answer) {
         // A member may only sync circles it is in: check before anything is served.
-        if let Some(circle) = Message::peek_circle(bytes)
+        if let Some(circle) = message.circle()
             && !self.shared_circles(&peer).contains(&circle)
         {
             tracing::info!(%peer, "sync for a circle the peer is not in; dropped");
-            return Vec::new();
+            answer.nothing();
+            return;
         }
         let now = u64::try_from(now_ms()).unwrap_or(0);
         let Node { net, circles, .. } = self;
-        let handled = net
-            .sync
-            .handle(&peer, bytes, now, &Source(circles), |circle, author| {
-                member_of(circles, circle, author)
-            });
+        let handled =
+            net.sync
+                .handle_prechecked(&peer, message, now, &Source(circles), |circle, author| {
+                    member_of(circles, circle, author)
+                });
         if let Some(offence) = handled.offence {
             tracing::warn!(%peer, ?offence, "bad sync message dropped");
         }
@@ -461,17 +480,19 @@ impl Node {
             self.net.banned.insert(peer, Instant::now() + BAN);
             self.refresh_allowed();
         }
+        let mut replies = handled.replies.into_iter();
+        if let Answer::Respond(respond) = answer {
+            let first = replies.next().and_then(|m| m.encode().ok());
+            let _ = respond.send(first.unwrap_or_default());
+        }
+        for reply in replies {
+            send_sync(&self.net.net, &self.net.internal, peer, &reply);
+        }
         if let Some(circle) = handled.circle
             && !handled.accepted.is_empty()
         {
             self.accept(circle, handled.accepted);
         }
-        let mut replies = handled.replies.into_iter();
-        let first = replies.next();
-        for extra in replies {
-            send_sync(&self.net.net, &self.net.internal, peer, &extra);
-        }
-        first.and_then(|m| m.encode().ok()).unwrap_or_default()
     }
 
     /// Stores, indexes, decrypts and applies envelopes `kith-sync` accepted, then tells
@@ -499,7 +520,7 @@ impl Node {
                         }),
                     );
                     if let Some(key) = circle.keys.get(&envelope.header.epoch)
-                        && let Ok(plaintext) = envelope.open(key)
+                        && let Ok(plaintext) = envelope.open_verified(key)
                         && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
                     {
                         changes.push(change);

@@ -397,9 +397,22 @@ impl CircleSync {
         envelopes: Vec<Envelope>,
         is_member: impl Fn(&MemberId) -> bool,
     ) -> Received {
+        let signatures = crate::precheck::verify_all(&envelopes);
+        self.receive_checked(envelopes, &signatures, is_member)
+    }
+
+    /// [`CircleSync::receive`] with each envelope's signature verdict already known (from
+    /// [`crate::Prechecked`]); a missing verdict counts as a bad signature.
+    pub(crate) fn receive_checked(
+        &mut self,
+        envelopes: Vec<Envelope>,
+        signatures: &[bool],
+        is_member: impl Fn(&MemberId) -> bool,
+    ) -> Received {
         let mut out = Received::default();
-        for envelope in envelopes {
-            let outcome = self.check_one(envelope, &is_member, &mut out);
+        for (i, envelope) in envelopes.into_iter().enumerate() {
+            let signature_ok = signatures.get(i).copied().unwrap_or(false);
+            let outcome = self.check_one(envelope, signature_ok, &is_member, &mut out);
             out.outcomes.push(outcome);
         }
         out
@@ -408,6 +421,7 @@ impl CircleSync {
     fn check_one(
         &mut self,
         envelope: Envelope,
+        signature_ok: bool,
         is_member: &impl Fn(&MemberId) -> bool,
         out: &mut Received,
     ) -> Outcome {
@@ -434,7 +448,7 @@ impl CircleSync {
         {
             return Outcome::Duplicate { author, seq };
         }
-        if envelope.verify().is_err() {
+        if !signature_ok {
             return Outcome::BadSignature { author, seq };
         }
         let pending = Pending {

@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 
 use kith_crypto::{CircleId, Envelope, MemberId};
 
-use crate::{CircleSync, EnvelopeSource, Message, Offence, Offences, Outcome, Received, SyncError};
+use crate::{
+    CircleSync, EnvelopeSource, Message, Offence, Offences, Outcome, Prechecked, Received,
+    SyncError,
+};
 
 /// What [`SyncEngine::handle`] made of one message.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -132,8 +135,25 @@ impl<P: Ord + Clone> SyncEngine<P> {
         source: &impl EnvelopeSource,
         is_member: impl Fn(&CircleId, &MemberId) -> bool,
     ) -> Handled {
+        self.handle_prechecked(peer, Prechecked::new(bytes), now_ms, source, is_member)
+    }
+
+    /// [`SyncEngine::handle`] for a message decoded and signature-checked already, e.g. on
+    /// another thread.
+    pub fn handle_prechecked(
+        &mut self,
+        peer: &P,
+        message: Prechecked,
+        now_ms: u64,
+        source: &impl EnvelopeSource,
+        is_member: impl Fn(&CircleId, &MemberId) -> bool,
+    ) -> Handled {
         let mut handled = Handled::default();
-        match Message::decode(bytes) {
+        let Prechecked {
+            decoded,
+            signatures,
+        } = message;
+        match decoded {
             Err(error) => {
                 handled.offence = Some(match error {
                     SyncError::TooLong => Offence::Oversized,
@@ -154,7 +174,9 @@ impl<P: Ord + Clone> SyncEngine<P> {
                             more, envelopes, ..
                         } => {
                             let received =
-                                state.receive(envelopes, |author| is_member(&circle, author));
+                                state.receive_checked(envelopes, &signatures, |author| {
+                                    is_member(&circle, author)
+                                });
                             handled.offence = received.offences().next();
                             let progress = !received.accepted.is_empty();
                             if (more && progress) || received.waiting_for_gap() {

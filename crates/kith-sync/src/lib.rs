@@ -74,6 +74,7 @@ mod circle;
 mod engine;
 mod message;
 mod offence;
+mod precheck;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +82,7 @@ pub use circle::{CircleSync, Evidence, EvidenceKind, Outcome, Received};
 pub use engine::{Handled, SyncEngine};
 pub use message::{Head, Message};
 pub use offence::{Offence, Offences};
+pub use precheck::Prechecked;
 
 use kith_crypto::{CircleId, CryptoError, Envelope, MemberId};
 
