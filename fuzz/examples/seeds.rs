@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kith_core::{Circle, ItemId, Mood, Payload, member_id};
 use kith_crypto::{
-    CircleId, DeviceIdentity, Envelope, EpochKey, InviteCode, Secret, wrap_epoch_key,
+    CircleId, DeviceIdentity, Envelope, EpochKey, InviteCode, Secret, encode_id, wrap_epoch_key,
 };
 use kith_ipc::Request;
 use kith_sync::{Head, Message};
@@ -136,6 +136,38 @@ fn main() {
     let mut bytes = bob_key.member_id().0.to_vec();
     bytes.extend_from_slice(&wrapped.encode());
     write("wrapped_key", "from_bob", &bytes);
+
+    // join_json: a join request, and both kinds of answer (the admission carries the key
+    // Bob wrapped above, for the circle and recipient the target expects). Keys in sorted
+    // order, so the bytes are the same with or without serde_json's preserve_order.
+    let join = [
+        (
+            "request",
+            serde_json::json!({
+                "circle": circle_id.to_string(),
+                "invite": encode_id(&[6; 16]),
+                "name": "Bob",
+                "signature": encode_id(&[5; 64]),
+                "v": 1,
+            }),
+        ),
+        (
+            "admitted",
+            serde_json::json!({ "admitted": {
+                "circle": circle_id.to_string(),
+                "keys": [{ "epoch": 0, "key": encode_id(&wrapped.encode()) }],
+            }}),
+        ),
+        (
+            "refused",
+            serde_json::json!({ "refused": {
+                "reason": "unknown invite (revoked, or not yet known to this member)",
+            }}),
+        ),
+    ];
+    for (name, json) in join {
+        write("join_json", name, &serde_json::to_vec(&json).expect("json"));
+    }
 
     let requests = [
         Request::Status,

@@ -114,7 +114,7 @@ pub(crate) struct JoinRequest {
 /// `/kith/join/1` answer.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum JoinAnswer {
+pub enum JoinAnswer {
     Admitted {
         circle: String,
         /// Every epoch key the admitter holds, wrapped for the newcomer.
@@ -127,10 +127,48 @@ pub(crate) enum JoinAnswer {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct WrappedEpoch {
+pub struct WrappedEpoch {
     pub epoch: u32,
     /// The 81-byte wrapped key, as an id string.
     pub key: String,
+}
+
+/// A `/kith/join/1` request that passed every check needing no state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedJoin {
+    pub circle: CircleId,
+    /// The invite's id string, looked up in the circle's document.
+    pub invite: String,
+    /// The join signature, made with the invite's authority key.
+    pub signature: [u8; 64],
+    /// The name the newcomer asks for; kith-core's admission rules check it.
+    pub name: String,
+}
+
+/// Parses a `/kith/join/1` request the way an admitter does before looking at any circle:
+/// size (checked before parsing), JSON shape (unknown fields refused), version, circle id,
+/// signature encoding. Pure, so the `join_json` fuzz target runs exactly this.
+pub fn parse_join_request(bytes: &[u8]) -> Result<ParsedJoin, String> {
+    if bytes.len() > MAX_JOIN_REQUEST {
+        return Err("join request too large".into());
+    }
+    let request: JoinRequest =
+        serde_json::from_slice(bytes).map_err(|_| "malformed join request".to_string())?;
+    if request.v != 1 {
+        return Err("unsupported join version".into());
+    }
+    let circle = request
+        .circle
+        .parse()
+        .map_err(|_| "malformed circle id".to_string())?;
+    let signature =
+        decode_id::<64>(&request.signature).map_err(|_| "malformed signature".to_string())?;
+    Ok(ParsedJoin {
+        circle,
+        invite: request.invite,
+        signature,
+        name: request.name,
+    })
 }
 
 /// A `kith join` waiting for the circle's history to arrive.
@@ -1020,26 +1058,15 @@ impl Node {
     }
 
     fn admit(&mut self, peer: PeerId, bytes: &[u8]) -> Result<Admission, String> {
-        if bytes.len() > MAX_JOIN_REQUEST {
-            return Err("join request too large".into());
-        }
-        let request: JoinRequest =
-            serde_json::from_slice(bytes).map_err(|_| "malformed join request".to_string())?;
-        if request.v != 1 {
-            return Err("unsupported join version".into());
-        }
-        let circle_id: CircleId = request
-            .circle
-            .parse()
-            .map_err(|_| "malformed circle id".to_string())?;
+        let request = parse_join_request(bytes)?;
+        let circle_id = request.circle;
         let index = self
             .circles
             .iter()
             .position(|c| c.id == circle_id)
             .ok_or("unknown circle")?;
         let joiner = MemberId::from_peer_id(&peer).map_err(|_| "unusable peer id".to_string())?;
-        let signature =
-            decode_id::<64>(&request.signature).map_err(|_| "malformed signature".to_string())?;
+        let signature = request.signature;
         let my_peer = self.net.net.local_peer_id();
         let circle = self.circles.get(index).ok_or("unknown circle")?;
         let invite = circle.doc.invite(&request.invite).ok_or(UNKNOWN_INVITE)?;
