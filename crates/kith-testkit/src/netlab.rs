@@ -18,6 +18,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 static LABS: AtomicU32 = AtomicU32::new(0);
+static PROBES: AtomicU32 = AtomicU32::new(0);
 
 /// A set of hosts on one virtual switch.
 #[derive(Debug)]
@@ -70,7 +71,13 @@ fn nft(ns: &str, script: &str) -> Result<()> {
 impl NetLab {
     /// Whether namespaces, veth pairs and nftables can be used here (root, tools present).
     pub fn available() -> bool {
-        let probe = format!("kp{}", std::process::id() % 100_000);
+        // Unique per call: tests of one binary run in parallel, and two probes of one name
+        // would make each other fail.
+        let probe = format!(
+            "kp{}x{}",
+            std::process::id() % 100_000,
+            PROBES.fetch_add(1, Ordering::SeqCst)
+        );
         let ok = run("ip", &["netns", "add", &probe]).is_ok()
             && nft(&probe, "table inet probe { }\n").is_ok();
         let _ = run("ip", &["netns", "del", &probe]);
