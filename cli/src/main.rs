@@ -46,6 +46,11 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// jemalloc hands freed memory back to the system; glibc's malloc kept about 30 MB of a
+/// daemon's start-up garbage (decrypting and applying a 10,000-entry circle) for good.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

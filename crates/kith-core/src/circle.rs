@@ -283,6 +283,11 @@ impl Circle {
         self.feed.items()
     }
 
+    /// How many items [`Circle::items`] returns, without copying them.
+    pub fn item_count(&self) -> usize {
+        self.feed.item_count()
+    }
+
     /// One item with its claims and replies, by its full id.
     pub fn item(&self, id: &str) -> Option<ItemView> {
         self.feed.get(id).map(|item| self.feed.with_replies(item))

@@ -324,6 +324,11 @@ impl Feed {
     }
 
     /// Items newest first (ties by id), with their replies.
+    /// How many items [`Feed::items`] would return, without copying them.
+    pub(crate) fn item_count(&self) -> usize {
+        self.items.len()
+    }
+
     pub(crate) fn items(&self) -> Vec<ItemView> {
         let mut replies: HashMap<&str, Vec<ReplyView>> = HashMap::new();
         for r in self.replies.values() {

@@ -238,7 +238,7 @@ impl EnvelopeSource for Source<'_> {
         self.0
             .iter()
             .find(|c| c.id == *circle)
-            .and_then(|c| c.envelopes.get(&(*author, seq)).cloned())
+            .and_then(|c| c.envelopes.get(author, seq))
     }
 }
 
@@ -547,9 +547,16 @@ impl Node {
                     return;
                 };
                 for envelope in accepted.drain(..) {
+                    if let Some(key) = circle.keys.get(&envelope.header.epoch)
+                        && let Ok(plaintext) = envelope.open_verified(key)
+                        && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
+                    {
+                        changes.push(change);
+                    }
+                    circle.envelopes.insert(&envelope);
                     let stop = stop.clone();
                     self.writer.append(
-                        envelope.clone(),
+                        envelope,
                         Box::new(move |result| {
                             if let Err(e) = result {
                                 tracing::error!(error = %e, "storing a received envelope failed; stopping");
@@ -557,15 +564,6 @@ impl Node {
                             }
                         }),
                     );
-                    if let Some(key) = circle.keys.get(&envelope.header.epoch)
-                        && let Ok(plaintext) = envelope.open_verified(key)
-                        && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
-                    {
-                        changes.push(change);
-                    }
-                    circle
-                        .envelopes
-                        .insert((envelope.header.author, envelope.header.seq), envelope);
                 }
             }
             let Some(circle) = self.circles.get_mut(index) else {
@@ -962,7 +960,7 @@ impl Node {
             epoch,
             keys,
             own_head: None,
-            envelopes: HashMap::new(),
+            envelopes: crate::held::HeldEnvelopes::default(),
         });
         self.net.sync.join(circle_id);
         tracing::info!(circles = self.circles.len(), "joined a circle");

@@ -7,7 +7,7 @@
 //! clients share one fsync.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::{
     DaemonError, Stopped,
+    held::HeldEnvelopes,
     network::{Internal, NetState, SYNC_INTERVAL},
     views,
 };
@@ -55,7 +56,7 @@ pub(crate) struct CircleState {
     /// This member's last envelope in the circle: `(seq, hash)`.
     pub own_head: Option<(u64, Hash)>,
     /// Every envelope of the circle, to serve to members who lack them.
-    pub envelopes: HashMap<(MemberId, u64), Envelope>,
+    pub envelopes: HeldEnvelopes,
 }
 
 pub(crate) struct Node {
@@ -146,17 +147,18 @@ impl Node {
             let doc = Circle::load(&member_id.to_string(), &changes)
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
             let epoch = keys.keys().next_back().copied().unwrap_or(0);
-            let envelopes = envelopes
-                .into_iter()
-                .map(|e| ((e.header.author, e.header.seq), e))
-                .collect();
+            let mut held = HeldEnvelopes::default();
+            for envelope in &envelopes {
+                held.insert(envelope);
+            }
+            drop(envelopes);
             circles.push(CircleState {
                 id: record.id,
                 doc,
                 epoch,
                 keys,
                 own_head,
-                envelopes,
+                envelopes: held,
             });
         }
         let writer = store.writer();
@@ -396,7 +398,7 @@ impl Node {
             epoch: 0,
             keys,
             own_head: None,
-            envelopes: HashMap::new(),
+            envelopes: HeldEnvelopes::default(),
         });
         self.net.sync.join(id);
         let index = self.circles.len() - 1;
@@ -467,9 +469,7 @@ impl Node {
         )
         .map_err(internal)?;
         circle.own_head = Some((seq, envelope.hash()));
-        circle
-            .envelopes
-            .insert((envelope.header.author, seq), envelope.clone());
+        circle.envelopes.insert(&envelope);
         let push = match self.net.sync.circle_mut(&circle.id) {
             Some(sync) => Some((
                 circle.id,
@@ -603,7 +603,7 @@ fn circle_info(c: &CircleState) -> CircleInfo {
         id: c.id.to_string(),
         name: c.doc.name(),
         members: c.doc.members().len(),
-        items: c.doc.items().len(),
+        items: c.doc.item_count(),
     }
 }
 
