@@ -27,7 +27,7 @@ use kith_crypto::{
 use kith_ipc::{ErrorKind, Reply, Response};
 use kith_net::{Multiaddr, NetHandle, PeerId, Protocol};
 use kith_store::CircleRecord;
-use kith_sync::{EnvelopeSource, Message, Prechecked};
+use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -495,29 +495,35 @@ impl Node {
     /// before the accepted envelopes are stored and applied, so that during a catch-up the
     /// peer prepares the next batch while this node applies the last one.
     fn on_sync_message(&mut self, peer: PeerId, message: Prechecked, answer: Answer) {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
         // A member may only sync circles it is in: check before anything is served.
         if let Some(circle) = message.circle()
             && !self.shared_circles(&peer).contains(&circle)
         {
-            tracing::info!(%peer, "sync for a circle the peer is not in; dropped");
             answer.nothing();
+            let offence = Offence::UnknownCircle;
+            let disconnect = self.net.sync.record_offence(&peer, offence, now);
+            self.offended(peer, Some(offence), disconnect);
             return;
         }
-        let now = u64::try_from(now_ms()).unwrap_or(0);
         let Node { net, circles, .. } = self;
         let handled =
             net.sync
                 .handle_prechecked(&peer, message, now, &Source(circles), |circle, author| {
                     member_of(circles, circle, author)
                 });
-        if let Some(offence) = handled.offence {
-            tracing::warn!(%peer, ?offence, "bad sync message dropped");
+        for outcome in &handled.outcomes {
+            match outcome {
+                Outcome::Equivocation { seq, .. } => {
+                    tracing::warn!(%peer, seq, "an author signed two envelopes at one seq; kept as evidence");
+                }
+                Outcome::Forked { seq, .. } => {
+                    tracing::warn!(%peer, seq, "an envelope does not follow its author's chain; kept as evidence");
+                }
+                _ => {}
+            }
         }
-        if handled.disconnect {
-            tracing::warn!(%peer, "too many bad messages; keeping the peer out for a while");
-            self.net.banned.insert(peer, Instant::now() + BAN);
-            self.refresh_allowed();
-        }
+        self.offended(peer, handled.offence, handled.disconnect);
         let mut replies = handled.replies.into_iter();
         if let Answer::Respond(respond) = answer {
             let first = replies.next().and_then(|m| m.encode().ok());
@@ -530,6 +536,19 @@ impl Node {
             && !handled.accepted.is_empty()
         {
             self.accept(circle, handled.accepted);
+        }
+    }
+
+    /// Logs a bad message from `peer`, and keeps the peer out for a while once it has sent
+    /// too many.
+    fn offended(&mut self, peer: PeerId, offence: Option<Offence>, disconnect: bool) {
+        if let Some(offence) = offence {
+            tracing::warn!(%peer, ?offence, "bad sync message dropped");
+        }
+        if disconnect {
+            tracing::warn!(%peer, "too many bad messages; keeping the peer out for a while");
+            self.net.banned.insert(peer, Instant::now() + BAN);
+            self.refresh_allowed();
         }
     }
 

@@ -101,6 +101,13 @@ impl<P: Ord + Clone> SyncEngine<P> {
         &self.offences
     }
 
+    /// Counts an offence found outside [`SyncEngine::handle`] (e.g. a message about a
+    /// circle the peer is not in); returns whether the peer has now reached the limit.
+    pub fn record_offence(&mut self, peer: &P, offence: Offence, now_ms: u64) -> bool {
+        self.offences.record(peer, offence, now_ms);
+        self.offences.should_disconnect(peer, now_ms)
+    }
+
     /// Whether `peer` has reached the offence limit in the window ending at `now_ms`.
     pub fn should_disconnect(&self, peer: &P, now_ms: u64) -> bool {
         self.offences.should_disconnect(peer, now_ms)
