@@ -1,7 +1,7 @@
 //! A `/kith/join/1` message from a peer that is not yet a member, read both ways the daemon
 //! reads one:
 //!
-//! - as an admitter: `kith_daemon::parse_join_request` (size, JSON shape, version, circle
+//! - as an admitter: `kith_sync::join::parse_join_request` (size, JSON shape, version, circle
 //!   id, signature encoding: everything checked before any circle is looked at, the very
 //!   function `admit` calls), then the signature check against a fixed invite authority;
 //! - as a joiner: `serde_json::from_slice::<JoinAnswer>` (what `kith join` does with the
@@ -18,7 +18,7 @@ use kith_crypto::{
     CircleId, DeviceIdentity, JoinSignature, Secret, WRAPPED_KEY_LEN, WrappedKey, decode_id,
     encode_id, invite_authority, unwrap_epoch_key,
 };
-use kith_daemon::{JoinAnswer, parse_join_request};
+use kith_sync::join::{JoinAnswer, MAX_JOIN_REQUEST, parse_join_request};
 use libfuzzer_sys::fuzz_target;
 
 /// The joiner (this device when reading an answer) and the admitter / inviter.
@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
         });
         let text = serde_json::to_vec(&again).expect("a parsed request serializes");
         // Escapes in the input can make it shorter than its plain re-encoding.
-        if text.len() <= 8 * 1024 {
+        if text.len() <= MAX_JOIN_REQUEST {
             let back = parse_join_request(&text).expect("a re-encoded request parses");
             assert_eq!(back, join);
         }

@@ -29,7 +29,6 @@ use kith_store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, watch};
 use zeroize::Zeroizing;
 
-pub use network::{JoinAnswer, ParsedJoin, WrappedEpoch, parse_join_request};
 pub use node::now_ms;
 
 #[derive(Debug, thiserror::Error)]

@@ -27,8 +27,8 @@ use kith_crypto::{
 use kith_ipc::{ErrorKind, Reply, Response};
 use kith_net::{Multiaddr, NetHandle, PeerId, Protocol};
 use kith_store::CircleRecord;
+use kith_sync::join::{JoinAnswer, JoinRequest, WrappedEpoch, parse_join_request};
 use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
@@ -56,9 +56,6 @@ const UNKNOWN_INVITE: &str = "unknown invite (revoked, or not yet known to this 
 
 /// How long a peer that reached the offence limit is kept out.
 const BAN: Duration = Duration::from_secs(10 * 60);
-
-/// Largest join request read (a name, ids and a signature).
-const MAX_JOIN_REQUEST: usize = 8 * 1024;
 
 /// Results of network tasks, back in the actor.
 #[derive(Debug)]
@@ -96,79 +93,6 @@ pub(crate) struct JoinReply {
     member: MemberId,
     peer: PeerId,
     answer: JoinAnswer,
-}
-
-/// `/kith/join/1` request (JSON; bounded before parsing).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct JoinRequest {
-    pub v: u8,
-    pub circle: String,
-    pub invite: String,
-    /// 64-byte join signature, as an id string.
-    pub signature: String,
-    /// The name the newcomer wants the circle to see.
-    pub name: String,
-}
-
-/// `/kith/join/1` answer.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum JoinAnswer {
-    Admitted {
-        circle: String,
-        /// Every epoch key the admitter holds, wrapped for the newcomer.
-        keys: Vec<WrappedEpoch>,
-    },
-    Refused {
-        reason: String,
-    },
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WrappedEpoch {
-    pub epoch: u32,
-    /// The 81-byte wrapped key, as an id string.
-    pub key: String,
-}
-
-/// A `/kith/join/1` request that passed every check needing no state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedJoin {
-    pub circle: CircleId,
-    /// The invite's id string, looked up in the circle's document.
-    pub invite: String,
-    /// The join signature, made with the invite's authority key.
-    pub signature: [u8; 64],
-    /// The name the newcomer asks for; kith-core's admission rules check it.
-    pub name: String,
-}
-
-/// Parses a `/kith/join/1` request the way an admitter does before looking at any circle:
-/// size (checked before parsing), JSON shape (unknown fields refused), version, circle id,
-/// signature encoding. Pure, so the `join_json` fuzz target runs exactly this.
-pub fn parse_join_request(bytes: &[u8]) -> Result<ParsedJoin, String> {
-    if bytes.len() > MAX_JOIN_REQUEST {
-        return Err("join request too large".into());
-    }
-    let request: JoinRequest =
-        serde_json::from_slice(bytes).map_err(|_| "malformed join request".to_string())?;
-    if request.v != 1 {
-        return Err("unsupported join version".into());
-    }
-    let circle = request
-        .circle
-        .parse()
-        .map_err(|_| "malformed circle id".to_string())?;
-    let signature =
-        decode_id::<64>(&request.signature).map_err(|_| "malformed signature".to_string())?;
-    Ok(ParsedJoin {
-        circle,
-        invite: request.invite,
-        signature,
-        name: request.name,
-    })
 }
 
 /// A `kith join` waiting for the circle's history to arrive.

@@ -72,6 +72,7 @@
 
 mod circle;
 mod engine;
+pub mod join;
 mod message;
 mod offence;
 mod precheck;
