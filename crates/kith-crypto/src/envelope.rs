@@ -311,53 +311,6 @@ mod tests {
         }
     }
 
-    fn decode_varint(bytes: &[u8]) -> Result<u64, CryptoError> {
-        let mut reader = Reader::new(bytes, malformed);
-        let value = reader.varint()?;
-        assert!(reader.rest.is_empty());
-        Ok(value)
-    }
-
-    #[test]
-    fn varints_round_trip_and_refuse_non_minimal() {
-        for value in [
-            0,
-            1,
-            127,
-            128,
-            300,
-            u64::from(u32::MAX),
-            u64::MAX - 1,
-            u64::MAX,
-        ] {
-            let mut out = Vec::new();
-            write_varint(&mut out, value);
-            assert!(out.len() <= crate::wire::MAX_VARINT_LEN);
-            assert_eq!(decode_varint(&out), Ok(value));
-        }
-        assert_eq!(
-            decode_varint(&[0x80, 0x00]),
-            Err(malformed("varint is not minimal"))
-        );
-        assert_eq!(
-            decode_varint(&[0xff, 0x80, 0x00]),
-            Err(malformed("varint is not minimal"))
-        );
-        assert_eq!(decode_varint(&[0x80]), Err(malformed("truncated")));
-        assert_eq!(decode_varint(&[]), Err(malformed("truncated")));
-        let mut overflow = vec![0xff; 9];
-        overflow.push(0x02);
-        assert_eq!(
-            decode_varint(&overflow),
-            Err(malformed("varint overflows u64"))
-        );
-        let eleven = vec![0x80; 11];
-        assert_eq!(
-            decode_varint(&eleven),
-            Err(malformed("varint overflows u64"))
-        );
-    }
-
     #[test]
     fn seal_open_encode_decode_round_trip() {
         let mut f = fixture();

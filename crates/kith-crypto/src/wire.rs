@@ -112,6 +112,8 @@ mod tests {
             assert_eq!(read(&out), Ok(value));
         }
         assert_eq!(read(&[0x80, 0x00]), Err("varint is not minimal"));
+        assert_eq!(read(&[0xff, 0x80, 0x00]), Err("varint is not minimal"));
+        assert_eq!(read(&[0x80; 11]), Err("varint overflows u64"));
         assert_eq!(
             read(&[0xff; 9].iter().copied().chain([0x02]).collect::<Vec<_>>()),
             Err("varint overflows u64")
