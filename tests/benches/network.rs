@@ -11,10 +11,8 @@
 //! (identify, ping) are included; IP and TCP headers are not.
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -24,7 +22,7 @@ use automerge::sync::SyncDoc;
 use kith_core::{Circle, ItemId, Mood, Payload};
 use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey};
 use kith_ipc::{Client, Reply, Request};
-use kith_testkit::{Node, circle_of, percentile, wait_until};
+use kith_testkit::{circle_of, percentile, wait_until};
 
 const NOTE: &str = "slept badly, okay now";
 const WAIT: Duration = Duration::from_secs(60);
@@ -68,11 +66,11 @@ fn propagation(posts: usize) -> Result<()> {
     println!("\n1. propagation A → B ({posts} check-ins, one at a time)");
     let nodes = circle_of("Bench", &["Ann", "Bob"])?;
     let (ann, bob) = (&nodes[0], &nodes[1]);
-    let watcher = TimedWatcher::start(bob)?;
+    let watcher = bob.watch(&[])?;
     // The watch is registered once `kith watch` has its answer: post until a line arrives.
     wait_until(WAIT, "a first watch line at Bob", || {
         let id = ann.ok(&["checkin", "--mood", "okay"]).ok()?;
-        watcher.wait_for(&id, Duration::from_secs(3)).ok()
+        watcher.seen_at(&id, Duration::from_secs(3)).ok()
     })?;
 
     let mut latencies = Vec::with_capacity(posts);
@@ -90,7 +88,7 @@ fn propagation(posts: usize) -> Result<()> {
             );
         }
         let id = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let seen = watcher.wait_for(&id, Duration::from_secs(10))?;
+        let seen = watcher.seen_at(&id, Duration::from_secs(10))?;
         latencies.push(ms(seen.duration_since(started)));
     }
     println!(
@@ -410,57 +408,6 @@ fn automerge_sync(entries: usize) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// `kith watch --json` whose lines are time-stamped when read from its stdout.
-struct TimedWatcher {
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-}
-
-impl TimedWatcher {
-    fn start(node: &Node) -> Result<TimedWatcher> {
-        let mut child = node
-            .command(&["watch", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(TimedWatcher { child, lines: rx })
-    }
-
-    /// When the line for item `id` was read.
-    fn wait_for(&self, id: &str, timeout: Duration) -> Result<Instant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (at, line) = self
-                .lines
-                .recv_timeout(left)
-                .map_err(|e| anyhow!("no watch line for {id} within {timeout:?}: {e}"))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&line).with_context(|| format!("watch printed {line:?}"))?;
-            if value["id"] == id {
-                return Ok(at);
-            }
-        }
-    }
-}
-
-impl Drop for TimedWatcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn status(client: &mut Client) -> Result<Box<kith_ipc::StatusInfo>> {
     match client.request(&Request::Status).await? {

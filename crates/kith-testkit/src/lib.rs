@@ -348,7 +348,7 @@ impl Node {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
@@ -411,17 +411,39 @@ fn expect_success(args: &[&str], output: Output) -> Result<String> {
 #[derive(Debug)]
 pub struct Watcher {
     child: Child,
-    lines: mpsc::Receiver<String>,
+    /// Each line with the moment it was read (benchmarks time propagation by it).
+    lines: mpsc::Receiver<(Instant, String)>,
 }
 
 impl Watcher {
     /// The next line parsed as JSON, within `timeout`.
     pub fn next(&self, timeout: Duration) -> Result<Value> {
-        let line = self
+        self.next_timed(timeout).map(|(_, value)| value)
+    }
+
+    /// The next line parsed as JSON, with when it was read, within `timeout`.
+    pub fn next_timed(&self, timeout: Duration) -> Result<(Instant, Value)> {
+        let (at, line) = self
             .lines
             .recv_timeout(timeout)
             .map_err(|e| anyhow!("no watch line within {timeout:?}: {e}"))?;
-        serde_json::from_str(&line).with_context(|| format!("watch printed {line:?}"))
+        let value =
+            serde_json::from_str(&line).with_context(|| format!("watch printed {line:?}"))?;
+        Ok((at, value))
+    }
+
+    /// When the line for item `id` was read, within `timeout` overall.
+    pub fn seen_at(&self, id: &str, timeout: Duration) -> Result<Instant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (at, value) = self
+                .next_timed(left)
+                .with_context(|| format!("waiting for item {id}"))?;
+            if value["id"] == id {
+                return Ok(at);
+            }
+        }
     }
 
     /// Reads lines until one satisfies `matches`, within `timeout` overall.
