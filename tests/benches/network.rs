@@ -24,7 +24,9 @@ use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey};
 use kith_ipc::{Client, Reply, Request};
 use kith_testkit::{circle_of, percentile, wait_until};
 
-const NOTE: &str = "slept badly, okay now";
+mod common;
+use common::{NOTE, post_concurrently};
+
 const WAIT: Duration = Duration::from_secs(60);
 
 fn main() -> Result<()> {
@@ -473,35 +475,6 @@ async fn wait_counts(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// `clients` connections post `total` check-ins between them.
-async fn post_concurrently(home: &Path, clients: usize, total: usize) -> Result<()> {
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let home = home.to_path_buf();
-        let share = total / clients + usize::from(c < total % clients);
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&home).await?;
-            for _ in 0..share {
-                let reply = client
-                    .request(&Request::CheckIn {
-                        circle: None,
-                        mood: "okay".into(),
-                        note: Some(NOTE.into()),
-                    })
-                    .await?;
-                if !matches!(reply, Reply::Created { .. }) {
-                    bail!("unexpected reply {reply:?}");
-                }
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(())
 }
 
 /// Established TCP sockets of process `pid` with their kernel byte counters:

@@ -6,16 +6,13 @@
 //! for durable posts. Clients talk to the daemon's control socket directly (what `kith`
 //! does, minus starting a process per post); a separate figure includes the process start.
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Instant};
 
-use anyhow::{Result, bail};
-use kith_ipc::{Client, Reply, Request};
+use anyhow::Result;
 use kith_testkit::{Node, percentile};
 
-const NOTE: &str = "slept badly, okay now";
+mod common;
+use common::{NOTE, post_concurrently};
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -73,45 +70,6 @@ fn main() -> Result<()> {
         (running.saturating_sub(before)) as f64 / count as f64,
     );
     Ok(())
-}
-
-/// `clients` connections post `total` check-ins between them; returns the wall time and each
-/// post's latency in milliseconds.
-async fn post_concurrently(
-    home: &Path,
-    clients: usize,
-    total: usize,
-) -> Result<(Duration, Vec<f64>)> {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let home = home.to_path_buf();
-        let share = total / clients + usize::from(c < total % clients);
-        tasks.push(tokio::spawn(async move {
-            let mut client = Client::connect(&home).await?;
-            let mut latencies = Vec::with_capacity(share);
-            for _ in 0..share {
-                let t = Instant::now();
-                let reply = client
-                    .request(&Request::CheckIn {
-                        circle: None,
-                        mood: "okay".into(),
-                        note: Some(NOTE.into()),
-                    })
-                    .await?;
-                if !matches!(reply, Reply::Created { .. }) {
-                    bail!("unexpected reply {reply:?}");
-                }
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok((started.elapsed(), all))
 }
 
 fn dir_size(dir: &Path) -> Result<u64> {
