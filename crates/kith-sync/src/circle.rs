@@ -463,20 +463,27 @@ impl CircleSync {
         self.place(pending, out)
     }
 
+    /// `pending` arrived where an envelope with `first_hash` is already held or pending: the
+    /// same bytes again, or a second envelope at one seq (kept as evidence).
+    fn same_seq(&mut self, first_hash: Hash, pending: Pending) -> Outcome {
+        let (author, seq) = (pending.envelope.header.author, pending.envelope.header.seq);
+        if first_hash == pending.hash {
+            return Outcome::Duplicate { author, seq };
+        }
+        self.add_evidence(EvidenceKind::SameSeq, first_hash, pending.envelope.clone());
+        Outcome::Equivocation {
+            author,
+            seq,
+            first_hash,
+            second: Box::new(pending.envelope),
+        }
+    }
+
     /// Chain step for a verified envelope of a known author.
     fn place_one(&mut self, pending: Pending, out: &mut Received) -> Outcome {
         let (author, seq) = (pending.envelope.header.author, pending.envelope.header.seq);
         if let Some(first_hash) = self.held(&author, seq) {
-            if first_hash == pending.hash {
-                return Outcome::Duplicate { author, seq };
-            }
-            self.add_evidence(EvidenceKind::SameSeq, first_hash, pending.envelope.clone());
-            return Outcome::Equivocation {
-                author,
-                seq,
-                first_hash,
-                second: Box::new(pending.envelope),
-            };
+            return self.same_seq(first_hash, pending);
         }
         let Some(expected_prev) = self.expected_prev(&author, seq) else {
             return self.hold(pending);
@@ -530,18 +537,8 @@ impl CircleSync {
         let (author, seq) = (pending.envelope.header.author, pending.envelope.header.seq);
         let full = Outcome::PendingFull { author, seq };
         let key = (author, seq);
-        if let Some(first) = self.pending.get(&key) {
-            if first.hash == pending.hash {
-                return Outcome::Duplicate { author, seq };
-            }
-            let first_hash = first.hash;
-            self.add_evidence(EvidenceKind::SameSeq, first_hash, pending.envelope.clone());
-            return Outcome::Equivocation {
-                author,
-                seq,
-                first_hash,
-                second: Box::new(pending.envelope),
-            };
+        if let Some(first_hash) = self.pending.get(&key).map(|first| first.hash) {
+            return self.same_seq(first_hash, pending);
         }
         if pending.unknown_author && self.pending_unknown >= MAX_PENDING_UNKNOWN {
             return full;
