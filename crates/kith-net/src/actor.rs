@@ -20,7 +20,7 @@ use libp2p::{
 };
 use tokio::{
     sync::{mpsc, oneshot},
-    time::{Instant, MissedTickBehavior},
+    time::Instant,
 };
 
 use crate::{
@@ -33,8 +33,10 @@ use crate::{
 /// connection can make us buffer (8 × 2 MiB per protocol).
 const MAX_STREAMS_PER_CONNECTION: usize = 8;
 
-/// How often the actor checks probation deadlines and due redials.
-const TICK: Duration = Duration::from_millis(250);
+/// How long the actor sleeps when no redial or probation deadline is pending: a wakeup
+/// costs a few milliseconds of CPU here (the swarm and every behaviour are polled), so an
+/// idle node wakes only for what is due.
+const IDLE_WAKE: Duration = Duration::from_secs(3600);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -172,9 +174,15 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self, events: mpsc::Sender<NetEvent>) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let wake = tokio::time::sleep(IDLE_WAKE);
+        tokio::pin!(wake);
         let shutdown_reply = loop {
+            let due = self
+                .next_deadline()
+                .unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+            if wake.deadline() != due {
+                wake.as_mut().reset(due);
+            }
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => break None,
@@ -199,7 +207,7 @@ impl Actor {
                         }
                     }
                 }
-                _ = tick.tick() => self.on_tick(),
+                () = &mut wake => self.on_deadline(),
             }
         };
         tracing::debug!("network actor stopping");
@@ -354,7 +362,18 @@ impl Actor {
         entry.next = Some(Instant::now());
     }
 
-    fn on_tick(&mut self) {
+    /// The earliest redial or probation deadline, if any.
+    fn next_deadline(&self) -> Option<Instant> {
+        let redial = self.redial.values().filter_map(|r| r.next).min();
+        let probation = self.swarm.behaviour().gate.next_deadline();
+        match (redial, probation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Disconnects peers whose probation ended and dials peers whose redial is due.
+    fn on_deadline(&mut self) {
         let now = Instant::now();
         for peer in self.swarm.behaviour_mut().gate.expired(now) {
             tracing::debug!(%peer, "probation deadline passed");

@@ -161,6 +161,11 @@ impl Gate {
         self.probation.remove(peer);
     }
 
+    /// The earliest probation deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.probation.values().map(|p| p.deadline).min()
+    }
+
     /// Probationary peers whose deadline has passed; they are removed from probation and
     /// must be disconnected.
     pub(crate) fn expired(&mut self, now: Instant) -> Vec<PeerId> {
