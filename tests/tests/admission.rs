@@ -2,7 +2,7 @@
 //! invite code names other members beside the inviter, `kith join` asks them in turn, and
 //! the uses of an invite are counted across members.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use kith_crypto::InviteCode;
@@ -59,6 +59,9 @@ fn a_member_admits_while_the_inviter_is_offline() -> Result<()> {
             .any(|c| c.member.to_string() == bob_id)
             .then_some(())
     })?;
+    // The probes expire a second after they were made; each node closes its join window
+    // then (a timer at the first expiry), which the test waits out before Dee asks below.
+    let probes_expired = Instant::now() + Duration::from_millis(1500);
     let code = nodes[0].invite(&[])?;
     let parsed = InviteCode::parse(&code)?;
     assert_eq!(parsed.version(), 2);
@@ -132,6 +135,9 @@ fn a_member_admits_while_the_inviter_is_offline() -> Result<()> {
     // The one use was spent at Bob: Dee is refused with the same code. No invite is usable,
     // so neither Ann nor Bob lets a stranger in at all.
     let dee = Node::networked("Dee")?;
+    wait_until(WAIT, "the probe invites expired", || {
+        (Instant::now() >= probes_expired).then_some(())
+    })?;
     let err = refused_join(&dee, &code)?;
     assert!(err.contains("used up"), "{err}");
     // Ann counts the use made at Bob: with Bob gone and another invite pending (so that her

@@ -13,7 +13,6 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-mod held;
 mod network;
 mod node;
 mod server;

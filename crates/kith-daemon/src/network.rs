@@ -26,7 +26,7 @@ use kith_crypto::{
 };
 use kith_ipc::{ErrorKind, Reply, Response};
 use kith_net::{Multiaddr, NetHandle, PeerId, Protocol};
-use kith_store::CircleRecord;
+use kith_store::{CircleRecord, Store};
 use kith_sync::join::{JoinAnswer, JoinRequest, WrappedEpoch, parse_join_request};
 use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,8 +34,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
 use crate::views;
 
-/// How often connected members compare what they hold.
+/// How often connected members compare what they hold while they differ; also the
+/// node's timer period.
 pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest pause between comparisons with a peer. Each comparison that finds nothing
+/// to send either way doubles the pause up to this; any difference, or a failed request,
+/// brings it back to [`SYNC_INTERVAL`]. New posts are pushed at once regardless, so this
+/// only bounds how long a lost push can go unnoticed while the connection stays up.
+const SYNC_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
 /// How long `kith join` waits, after admission, for the circle's history to arrive.
 const JOIN_SETTLE: Duration = Duration::from_secs(20);
@@ -67,6 +74,8 @@ pub(crate) enum Internal {
     },
     /// A local envelope is durable: push it.
     Push { circle: CircleId, message: Message },
+    /// A sync request to `peer` failed (timeout, connection lost).
+    SyncFailed { peer: PeerId },
     /// A join attempt ended.
     JoinDone {
         code: Box<InviteCode>,
@@ -123,6 +132,10 @@ pub(crate) struct NetState {
     pub join_window: bool,
     /// Our addresses changed or a circle was added: publish them between requests.
     pub addresses_dirty: bool,
+    /// When to next compare vectors with each connected peer, and the pause after that.
+    pub next_hello: HashMap<PeerId, (Instant, Duration)>,
+    /// When the first invite that keeps the join window open expires.
+    pub join_window_expiry: Option<Instant>,
 }
 
 impl NetState {
@@ -150,19 +163,24 @@ impl NetState {
             known_addresses: HashSet::new(),
             join_window: false,
             addresses_dirty: false,
+            next_hello: HashMap::new(),
+            join_window_expiry: None,
         }
     }
 }
 
-/// Envelopes served from the node's in-memory index.
-struct Source<'a>(&'a [CircleState]);
+/// Envelopes served from the store.
+struct Source<'a>(&'a Store);
 
 impl EnvelopeSource for Source<'_> {
     fn envelope(&self, circle: &CircleId, author: &MemberId, seq: u64) -> Option<Envelope> {
-        self.0
-            .iter()
-            .find(|c| c.id == *circle)
-            .and_then(|c| c.envelopes.get(author, seq))
+        match self.0.envelope(circle, author, seq) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "reading an envelope to serve failed");
+                None
+            }
+        }
     }
 }
 
@@ -226,7 +244,10 @@ fn send_sync(net: &NetHandle, internal: &mpsc::Sender<Internal>, peer: PeerId, m
                 let _ = internal.send(Internal::SyncAnswer { peer, message }).await;
             }
             Ok(_) => {}
-            Err(e) => tracing::debug!(%peer, error = %e, "sync request failed"),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "sync request failed");
+                let _ = internal.send(Internal::SyncFailed { peer }).await;
+            }
         }
     });
 }
@@ -276,14 +297,22 @@ impl Node {
         }
     }
 
-    /// Opens the join window while any circle has an invite someone could still use.
+    /// Opens the join window while any circle has an invite someone could still use, and
+    /// notes when the first of them expires, so that the window closes on time.
     pub(crate) fn refresh_join_window(&mut self) {
         let now = now_ms();
-        let open = self.circles.iter().any(|c| {
-            c.doc
-                .invites()
-                .iter()
-                .any(|i| !i.revoked && i.used < i.uses && i.expires_at > now)
+        let first_expiry = self
+            .circles
+            .iter()
+            .flat_map(|c| c.doc.invites())
+            .filter(|i| !i.revoked && i.used < i.uses && i.expires_at > now)
+            .map(|i| i.expires_at)
+            .min();
+        let open = first_expiry.is_some();
+        self.net.join_window_expiry = first_expiry.map(|at| {
+            // A millisecond past the expiry; never in the past, so the timer cannot spin.
+            let wait = u64::try_from(at.saturating_sub(now)).unwrap_or(0) + 1;
+            Instant::now() + Duration::from_millis(wait)
         });
         if open != self.net.join_window {
             self.net.join_window = open;
@@ -350,10 +379,12 @@ impl Node {
                 if !probation {
                     self.net.connected.insert(peer);
                     self.hello(peer);
+                    self.sync_soon(peer);
                 }
             }
             NetEvent::Disconnected { peer } => {
                 self.net.connected.remove(&peer);
+                self.net.next_hello.remove(&peer);
             }
             NetEvent::Refused { peer } => {
                 tracing::info!(%peer, "refused a peer that is not a member");
@@ -387,6 +418,7 @@ impl Node {
                 // new request.
                 self.on_sync_message(peer, *message, Answer::Request);
             }
+            Internal::SyncFailed { peer } => self.sync_soon(peer),
             Internal::Push { circle, message } => {
                 let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
                 for peer in peers {
@@ -404,15 +436,35 @@ impl Node {
         }
     }
 
-    /// Every [`SYNC_INTERVAL`]: compare with every connected member, expire waits and bans.
+    /// Every [`SYNC_INTERVAL`]: compare with every connected member that is due, expire
+    /// waits and bans.
     pub(crate) fn on_tick(&mut self) {
+        let now = Instant::now();
         let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
         for peer in peers {
+            let (due, pause) = self
+                .net
+                .next_hello
+                .entry(peer)
+                .or_insert((now, SYNC_INTERVAL));
+            if *due > now {
+                continue;
+            }
+            *pause = (*pause * 2).min(SYNC_INTERVAL_MAX);
+            *due = now + *pause;
             self.hello(peer);
         }
         self.refresh_allowed();
         self.refresh_join_window();
         self.settle_joins(false);
+    }
+
+    /// Compares with `peer` again at the next tick, and often until nothing differs.
+    fn sync_soon(&mut self, peer: PeerId) {
+        if self.net.connected.contains(&peer) {
+            let next = Instant::now() + SYNC_INTERVAL;
+            self.net.next_hello.insert(peer, (next, SYNC_INTERVAL));
+        }
     }
 
     /// One sync message from `peer` (a request, or the answer to ours). The answer goes out
@@ -430,10 +482,15 @@ impl Node {
             self.offended(peer, Some(offence), disconnect);
             return;
         }
-        let Node { net, circles, .. } = self;
+        let Node {
+            net,
+            circles,
+            store,
+            ..
+        } = self;
         let handled =
             net.sync
-                .handle_prechecked(&peer, message, now, &Source(circles), |circle, author| {
+                .handle_prechecked(&peer, message, now, &Source(store), |circle, author| {
                     member_of(circles, circle, author)
                 });
         for outcome in &handled.outcomes {
@@ -448,6 +505,9 @@ impl Node {
             }
         }
         self.offended(peer, handled.offence, handled.disconnect);
+        if !handled.replies.is_empty() || !handled.accepted.is_empty() {
+            self.sync_soon(peer);
+        }
         let mut replies = handled.replies.into_iter();
         if let Answer::Respond(respond) = answer {
             let first = replies.next().and_then(|m| m.encode().ok());
@@ -496,7 +556,6 @@ impl Node {
                     {
                         changes.push(change);
                     }
-                    circle.envelopes.insert(&envelope);
                     let stop = stop.clone();
                     self.writer.append(
                         envelope,
@@ -903,7 +962,6 @@ impl Node {
             epoch,
             keys,
             own_head: None,
-            envelopes: crate::held::HeldEnvelopes::default(),
         });
         self.net.sync.join(circle_id);
         tracing::info!(circles = self.circles.len(), "joined a circle");

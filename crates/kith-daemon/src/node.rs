@@ -23,7 +23,6 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::{
     DaemonError, Stopped,
-    held::HeldEnvelopes,
     network::{Internal, NetState, SYNC_INTERVAL},
     views,
 };
@@ -55,8 +54,6 @@ pub(crate) struct CircleState {
     pub keys: BTreeMap<u32, EpochKey>,
     /// This member's last envelope in the circle: `(seq, hash)`.
     pub own_head: Option<(u64, Hash)>,
-    /// Every envelope of the circle, to serve to members who lack them.
-    pub envelopes: HeldEnvelopes,
 }
 
 pub(crate) struct Node {
@@ -147,10 +144,7 @@ impl Node {
             let doc = Circle::load(&member_id.to_string(), &changes)
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
             let epoch = keys.keys().next_back().copied().unwrap_or(0);
-            let mut held = HeldEnvelopes::default();
-            for envelope in &envelopes {
-                held.insert(envelope);
-            }
+            // Served from the store from now on (Store::envelope), not held here.
             drop(envelopes);
             circles.push(CircleState {
                 id: record.id,
@@ -158,7 +152,6 @@ impl Node {
                 epoch,
                 keys,
                 own_head,
-                envelopes: held,
             });
         }
         let writer = store.writer();
@@ -398,7 +391,6 @@ impl Node {
             epoch: 0,
             keys,
             own_head: None,
-            envelopes: HeldEnvelopes::default(),
         });
         self.net.sync.join(id);
         let index = self.circles.len() - 1;
@@ -469,7 +461,6 @@ impl Node {
         )
         .map_err(internal)?;
         circle.own_head = Some((seq, envelope.hash()));
-        circle.envelopes.insert(&envelope);
         let push = match self.net.sync.circle_mut(&circle.id) {
             Some(sync) => Some((
                 circle.id,
@@ -629,6 +620,13 @@ pub(crate) async fn run(
     node.refresh_allowed();
     node.refresh_join_window();
     loop {
+        let window_expiry = node.net.join_window_expiry;
+        let window_closes = async move {
+            match window_expiry {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             request = requests.recv() => match request {
                 Some((request, reply)) => node.handle(request, reply),
@@ -637,6 +635,7 @@ pub(crate) async fn run(
             Some(event) = net_events.recv() => node.on_net_event(event),
             Some(message) = internal.recv() => node.on_internal(message),
             _ = tick.tick() => node.on_tick(),
+            () = window_closes => node.refresh_join_window(),
         }
         if node.net.addresses_dirty {
             node.publish_addresses();

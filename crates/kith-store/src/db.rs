@@ -485,19 +485,8 @@ impl<'k> Resolver<'k> {
 
     fn session_key(&mut self, conn: &Connection, session: i64) -> Result<&Secret<32>, StoreError> {
         if !self.sessions.contains_key(&session) {
-            let salt: Vec<u8> = conn
-                .query_row("SELECT salt FROM sessions WHERE id = ?1", [session], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .db()?
-                .ok_or_else(|| StoreError::Corrupt(format!("session row {session} is missing")))?;
-            if salt.len() != SESSION_SALT_LEN {
-                return Err(StoreError::Corrupt(format!(
-                    "session row {session} has a salt of the wrong length"
-                )));
-            }
-            self.sessions.insert(session, self.keys.session_key(&salt));
+            self.sessions
+                .insert(session, read_session_key(conn, self.keys, session)?);
         }
         self.sessions
             .get(&session)
@@ -505,14 +494,54 @@ impl<'k> Resolver<'k> {
     }
 }
 
+/// The key of writer session `session`, from its salt.
+pub(crate) fn read_session_key(
+    conn: &Connection,
+    keys: &Keys,
+    session: i64,
+) -> Result<Secret<32>, StoreError> {
+    let salt: Vec<u8> = conn
+        .query_row("SELECT salt FROM sessions WHERE id = ?1", [session], |r| {
+            r.get(0)
+        })
+        .optional()
+        .db()?
+        .ok_or_else(|| StoreError::Corrupt(format!("session row {session} is missing")))?;
+    if salt.len() != SESSION_SALT_LEN {
+        return Err(StoreError::Corrupt(format!(
+            "session row {session} has a salt of the wrong length"
+        )));
+    }
+    Ok(keys.session_key(&salt))
+}
+
+/// Decrypts and decodes the sealed body of envelope row `id`.
+pub(crate) fn open_envelope_row(
+    key: &Secret<32>,
+    id: i64,
+    circle_row: i64,
+    author_row: i64,
+    sealed: &[u8],
+) -> Result<CompactEnvelope, StoreError> {
+    let plain = open_with_nonce(
+        key,
+        &envelope_nonce(id),
+        &envelope_aad(circle_row, author_row, id),
+        sealed,
+    )
+    .map_err(|e| describe_open_error(e, &format!("envelope row {id}")))?;
+    CompactEnvelope::decode(&plain)
+        .map_err(|e| StoreError::Corrupt(format!("envelope row {id}: {e}")))
+}
+
 /// Decrypts the envelope rows (of one circle, or all), in append order, rebuilding each
-/// `prev` from the author's chain, and hands each envelope with its author row to `each`.
+/// `prev` from the author's chain, and hands each envelope with its row id and hash to `each`.
 /// Returns the head of every author chain seen. A chain that is not 1, 2, 3, … is damage.
 pub(crate) fn scan_envelopes(
     conn: &Connection,
     resolver: &mut Resolver<'_>,
     circle: Option<i64>,
-    mut each: impl FnMut(i64, Envelope),
+    mut each: impl FnMut(i64, Hash, Envelope),
 ) -> Result<HashMap<i64, Head>, StoreError> {
     let mut heads: HashMap<i64, Head> = HashMap::new();
     let mut stmt = conn
@@ -539,15 +568,7 @@ pub(crate) fn scan_envelopes(
             StoreError::Corrupt(format!("envelope row {id} names a missing circle"))
         })?;
         let key = resolver.session_key(conn, session)?;
-        let plain = open_with_nonce(
-            key,
-            &envelope_nonce(id),
-            &envelope_aad(circle_row, author_row, id),
-            &sealed,
-        )
-        .map_err(|e| describe_open_error(e, &format!("envelope row {id}")))?;
-        let compact = CompactEnvelope::decode(&plain)
-            .map_err(|e| StoreError::Corrupt(format!("envelope row {id}: {e}")))?;
+        let compact = open_envelope_row(key, id, circle_row, author_row, &sealed)?;
 
         let last = heads.get(&author_row);
         let expected = last.map_or(1, |h| h.seq.saturating_add(1));
@@ -569,14 +590,15 @@ pub(crate) fn scan_envelopes(
             ciphertext: compact.ciphertext,
             signature: compact.signature,
         };
+        let hash = envelope.hash();
         heads.insert(
             author_row,
             Head {
                 seq: envelope.header.seq,
-                hash: envelope.hash(),
+                hash,
             },
         );
-        each(author_row, envelope);
+        each(id, hash, envelope);
     }
     Ok(heads)
 }

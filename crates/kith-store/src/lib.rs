@@ -36,6 +36,7 @@
 mod codec;
 mod db;
 mod fsutil;
+mod index;
 mod keyfile;
 mod writer;
 
@@ -70,12 +71,13 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use kith_crypto::{CircleId, Envelope, EpochKey, KdfParams, Secret};
+use kith_crypto::{CircleId, Envelope, EnvelopeHeader, EpochKey, KdfParams, MemberId, Secret};
 use rand::Rng;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::db::{DbResultExt, Keys};
+use crate::index::{EnvelopeIndex, Located, Lookup};
 use crate::writer::{Pending, Request, Writer, WriterState};
 
 /// File names inside a node's home directory.
@@ -285,6 +287,10 @@ pub struct Store {
     circles: Arc<Mutex<HashMap<CircleId, i64>>>,
     /// Reads run here, beside the writer's connection (WAL: neither blocks the other).
     reader: Mutex<Connection>,
+    /// Where each envelope is (see [`index`]).
+    index: Arc<Mutex<EnvelopeIndex>>,
+    /// Keys of writer sessions already derived for reads.
+    sessions: Mutex<HashMap<i64, Secret<32>>>,
     writer: StoreWriter,
     thread: Option<JoinHandle<()>>,
     commits: Arc<AtomicU64>,
@@ -335,13 +341,19 @@ impl Store {
 
         let circles = db::load_circle_rows(&conn, &keys)?;
         let authors = db::load_authors(&conn, &keys)?;
-        // Replays every chain once: checks it and yields the heads appends must follow.
+        // Replays every chain once: checks it, yields the heads appends must follow and
+        // where each envelope is.
+        let mut index = EnvelopeIndex::default();
         let heads = db::scan_envelopes(
             &conn,
             &mut db::Resolver::new(&keys, &circles),
             None,
-            |_, _| {},
+            |row, hash, envelope| {
+                let h = &envelope.header;
+                index.stored(h.circle, h.author, h.seq, Located { row, hash });
+            },
         )?;
+        let index = Arc::new(Mutex::new(index));
         let next_envelope = db::next_id(&conn, "envelopes")?;
         let next_author = db::next_id(&conn, "authors")?;
         let next_circle = db::next_id(&conn, "circles")?;
@@ -363,6 +375,7 @@ impl Store {
                 keys: Arc::clone(&keys),
                 circles: Arc::clone(&circles),
                 commits: Arc::clone(&commits),
+                index: Arc::clone(&index),
                 session,
                 session_key,
                 author_rows: authors
@@ -385,7 +398,9 @@ impl Store {
             keys,
             circles,
             reader: Mutex::new(reader),
-            writer: StoreWriter { tx },
+            index: Arc::clone(&index),
+            sessions: Mutex::new(HashMap::new()),
+            writer: StoreWriter { tx, index },
             thread: Some(thread),
             commits,
             identity,
@@ -443,10 +458,58 @@ impl Store {
         let mut resolver = db::Resolver::new(&self.keys, &only_this);
         let mut envelopes = Vec::new();
         let conn = lock_unpoisoned(&self.reader);
-        db::scan_envelopes(&conn, &mut resolver, Some(row), |_, envelope| {
+        db::scan_envelopes(&conn, &mut resolver, Some(row), |_, _, envelope| {
             envelopes.push(envelope)
         })?;
         Ok(envelopes)
+    }
+
+    /// The envelope `author` wrote at `seq` in `circle`, if it was appended (committed, or
+    /// still queued for the writer). Committed ones are read from disk: the store, not
+    /// memory, holds a circle's history.
+    pub fn envelope(
+        &self,
+        circle: &CircleId,
+        author: &MemberId,
+        seq: u64,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let (row, prev) = match lock_unpoisoned(&self.index).lookup(circle, author, seq) {
+            None => return Ok(None),
+            Some(Lookup::Queued(envelope)) => return Ok(Some(envelope)),
+            Some(Lookup::Stored { row, prev }) => (row, prev),
+        };
+        let conn = lock_unpoisoned(&self.reader);
+        let (circle_row, author_row, session, sealed): (i64, i64, i64, Vec<u8>) = conn
+            .prepare_cached("SELECT circle, author, session, data FROM envelopes WHERE id = ?1")
+            .db()?
+            .query_row([row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .db()?;
+        let mut sessions = lock_unpoisoned(&self.sessions);
+        let key = match sessions.entry(session) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                new.insert(db::read_session_key(&conn, &self.keys, session)?)
+            }
+        };
+        let compact = db::open_envelope_row(key, row, circle_row, author_row, &sealed)?;
+        if compact.seq != seq {
+            return Err(StoreError::Corrupt(format!(
+                "envelope row {row} has seq {} where {seq} was expected",
+                compact.seq
+            )));
+        }
+        Ok(Some(Envelope {
+            header: EnvelopeHeader {
+                circle: *circle,
+                author: *author,
+                seq,
+                prev,
+                epoch: compact.epoch,
+                nonce: compact.nonce,
+            },
+            ciphertext: compact.ciphertext,
+            signature: compact.signature,
+        }))
     }
 
     pub fn writer(&self) -> StoreWriter {
@@ -496,6 +559,7 @@ impl Drop for Store {
 pub struct StoreWriter {
     /// Bounded: when the writer falls behind, senders wait instead of piling up memory.
     tx: SyncSender<Request>,
+    index: Arc<Mutex<EnvelopeIndex>>,
 }
 
 impl fmt::Debug for StoreWriter {
@@ -514,6 +578,7 @@ impl StoreWriter {
     /// from it. Blocks only while the queue is full. Refusals (`UnknownCircle`, `OutOfOrder`,
     /// `ChainMismatch`) write nothing; after the store is closed, `done` gets `Closed`.
     pub fn append(&self, envelope: Envelope, done: WriteDone) {
+        lock_unpoisoned(&self.index).queue(&envelope);
         let request = Request::Append {
             envelope: Box::new(envelope),
             done: Pending::new(done),
@@ -524,6 +589,7 @@ impl StoreWriter {
 
     /// Appends and waits until durable.
     pub fn append_blocking(&self, envelope: Envelope) -> Result<(), StoreError> {
+        lock_unpoisoned(&self.index).queue(&envelope);
         self.request_blocking(|done| Request::Append {
             envelope: Box::new(envelope),
             done,

@@ -23,6 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::CompactEnvelope;
 use crate::db::{self, DbResultExt, Head, Keys};
+use crate::index::{EnvelopeIndex, Located};
 use crate::{StoreError, WriteDone, lock_unpoisoned};
 
 /// Most requests written in one transaction; bounds the latency one commit can add.
@@ -77,6 +78,8 @@ pub(crate) struct WriterState {
     /// Shared with [`crate::Store`]: circle id → row, updated only here, after commit.
     pub circles: Arc<Mutex<HashMap<CircleId, i64>>>,
     pub commits: Arc<AtomicU64>,
+    /// Shared with [`crate::Store`]: committed envelopes are added here after commit.
+    pub index: Arc<Mutex<EnvelopeIndex>>,
     pub session: i64,
     pub session_key: Secret<32>,
     pub author_rows: HashMap<(i64, MemberId), i64>,
@@ -100,6 +103,8 @@ struct Staged {
     circles: HashMap<CircleId, i64>,
     authors: HashMap<(i64, MemberId), i64>,
     heads: HashMap<i64, Head>,
+    /// Envelopes written: (circle, author, seq) and where.
+    located: Vec<(CircleId, MemberId, u64, Located)>,
 }
 
 enum Outcome {
@@ -156,6 +161,8 @@ impl Writer {
         let mut accepted = Vec::with_capacity(batch.len());
         let mut refused = Vec::new();
         let mut staged = Staged::default();
+        // Every envelope of the batch leaves the index's queue below, whatever happens.
+        let mut appended = Vec::new();
 
         let result = (|| -> Result<(), StoreError> {
             let tx = self.conn.transaction().db()?;
@@ -179,6 +186,8 @@ impl Writer {
                             continue;
                         }
                         Request::Append { envelope, done } => {
+                            let h = &envelope.header;
+                            appended.push((h.circle, h.author, h.seq));
                             (self.state.append(&mut stmts, *envelope, &mut staged), done)
                         }
                         Request::PutCircle { id, body, done } => {
@@ -207,11 +216,13 @@ impl Writer {
                     self.state.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 self.state.merge(staged);
+                self.state.dequeue(&appended);
                 for done in accepted {
                     done.finish(Ok(()));
                 }
             }
             Err(e) => {
+                self.state.dequeue(&appended);
                 tracing::warn!(error = %e, writes = accepted.len(), "store transaction failed; its writes were not stored");
                 for done in accepted {
                     done.finish(Err(e.duplicate()));
@@ -254,6 +265,7 @@ impl WriterState {
         staged: &mut Staged,
     ) -> Result<Outcome, StoreError> {
         let header = &envelope.header;
+        let (circle_id, author_id, seq) = (header.circle, header.author, header.seq);
         let Some(circle_row) = self.circle_row(staged, &header.circle) else {
             return Ok(Outcome::Refused(StoreError::UnknownCircle(header.circle)));
         };
@@ -327,6 +339,15 @@ impl WriterState {
             .execute(params![id, circle_row, author_row, self.session, sealed])
             .db()?;
         staged.heads.insert(author_row, new_head);
+        staged.located.push((
+            circle_id,
+            author_id,
+            seq,
+            Located {
+                row: id,
+                hash: new_head.hash,
+            },
+        ));
         Ok(Outcome::Staged)
     }
 
@@ -368,5 +389,23 @@ impl WriterState {
         }
         self.author_rows.extend(staged.authors);
         self.heads.extend(staged.heads);
+        if !staged.located.is_empty() {
+            let mut index = lock_unpoisoned(&self.index);
+            for (circle, author, seq, at) in staged.located {
+                index.stored(circle, author, seq, at);
+            }
+        }
+    }
+
+    /// Takes the batch's envelopes out of the index's queue: stored or not, they are
+    /// no longer waiting.
+    fn dequeue(&self, appended: &[(CircleId, MemberId, u64)]) {
+        if appended.is_empty() {
+            return;
+        }
+        let mut index = lock_unpoisoned(&self.index);
+        for (circle, author, seq) in appended {
+            index.dequeue(*circle, *author, *seq);
+        }
     }
 }

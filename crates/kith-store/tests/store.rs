@@ -238,11 +238,41 @@ fn envelopes_of_two_authors_survive_reopen() {
         }
     }
     assert_eq!(store.load_envelopes(&circle).unwrap(), expected);
+    let served = |store: &Store, expected: &[Envelope]| {
+        for envelope in expected {
+            let h = &envelope.header;
+            let got = store.envelope(&h.circle, &h.author, h.seq).unwrap();
+            assert_eq!(
+                got.as_ref(),
+                Some(envelope),
+                "seq {} served as stored",
+                h.seq
+            );
+        }
+    };
+    served(&store, &expected);
     store.close().unwrap();
 
     let store = home.open();
     let loaded = store.load_envelopes(&circle).unwrap();
     assert_eq!(loaded, expected);
+    served(&store, &expected);
+    let mine_id = home.device.member_id();
+    let last_mine = expected
+        .iter()
+        .filter(|e| e.header.author == mine_id)
+        .count() as u64;
+    assert_eq!(store.envelope(&circle, &mine_id, 0).unwrap(), None);
+    assert_eq!(
+        store.envelope(&circle, &mine_id, last_mine + 1).unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .envelope(&CircleId::random(&mut home.rng), &mine_id, 1)
+            .unwrap(),
+        None
+    );
     for envelope in &loaded {
         envelope.verify().unwrap();
     }
@@ -457,6 +487,11 @@ fn out_of_order_and_forked_envelopes_are_refused_and_not_stored() {
         writer.append_blocking(fork1.clone()),
         Err(StoreError::OutOfOrder { .. })
     ));
+    // What is served at seq 1 is still the stored envelope, not the refused fork.
+    assert_eq!(
+        store.envelope(&circle, &device.member_id(), 1).unwrap(),
+        Some(first.clone())
+    );
     // Right seq, but following the fork: its prev does not match the stored chain.
     let after_fork = Envelope::seal(
         &device,
