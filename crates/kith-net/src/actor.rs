@@ -33,11 +33,6 @@ use crate::{
 /// connection can make us buffer (8 × 2 MiB per protocol).
 const MAX_STREAMS_PER_CONNECTION: usize = 8;
 
-/// How long the actor sleeps when no redial or probation deadline is pending: a wakeup
-/// costs a few milliseconds of CPU here (the swarm and every behaviour are polled), so an
-/// idle node wakes only for what is due.
-const IDLE_WAKE: Duration = Duration::from_secs(3600);
-
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     /// First, so that refused peers never reach the other behaviours.
@@ -174,13 +169,16 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self, events: mpsc::Sender<NetEvent>) {
-        let wake = tokio::time::sleep(IDLE_WAKE);
+        // One timer, moved to the earliest redial or probation deadline and disabled when
+        // there is none: a wakeup costs a few milliseconds of CPU here (the swarm and every
+        // behaviour are polled), so an idle node wakes only for what is due.
+        let wake = tokio::time::sleep_until(Instant::now());
         tokio::pin!(wake);
         let shutdown_reply = loop {
-            let due = self
-                .next_deadline()
-                .unwrap_or_else(|| Instant::now() + IDLE_WAKE);
-            if wake.deadline() != due {
+            let due = self.next_deadline();
+            if let Some(due) = due
+                && wake.deadline() != due
+            {
                 wake.as_mut().reset(due);
             }
             tokio::select! {
@@ -207,7 +205,7 @@ impl Actor {
                         }
                     }
                 }
-                () = &mut wake => self.on_deadline(),
+                () = &mut wake, if due.is_some() => self.on_deadline(),
             }
         };
         tracing::debug!("network actor stopping");

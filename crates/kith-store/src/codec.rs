@@ -2,7 +2,7 @@
 //! Every decoder is bounded and returns an error instead of panicking; the bytes were
 //! authenticated before they got here, so an error means a bug or a key mix-up, not an attack.
 
-use kith_crypto::{CircleId, EpochKey, Secret};
+use kith_crypto::{CircleId, Envelope, EnvelopeHeader, EpochKey, Hash, MemberId, Secret};
 use zeroize::Zeroizing;
 
 use crate::CircleRecord;
@@ -16,6 +16,24 @@ pub(crate) struct CompactEnvelope {
     pub nonce: [u8; 24],
     pub signature: [u8; 64],
     pub ciphertext: Vec<u8>,
+}
+
+impl CompactEnvelope {
+    /// The whole envelope again, with what its row and chain say.
+    pub(crate) fn into_envelope(self, circle: CircleId, author: MemberId, prev: Hash) -> Envelope {
+        Envelope {
+            header: EnvelopeHeader {
+                circle,
+                author,
+                seq: self.seq,
+                prev,
+                epoch: self.epoch,
+                nonce: self.nonce,
+            },
+            ciphertext: self.ciphertext,
+            signature: self.signature,
+        }
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut value: u64) {

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use kith_crypto::{
-    CircleId, CryptoError, Envelope, EnvelopeHeader, Hash, MemberId, Secret, derive_subkey,
-    open_random_nonce, open_with_nonce, seal_random_nonce, seal_with_nonce,
+    CircleId, CryptoError, Envelope, Hash, MemberId, Secret, derive_subkey, open_random_nonce,
+    open_with_nonce, seal_random_nonce, seal_with_nonce,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use zeroize::Zeroizing;
@@ -578,18 +578,7 @@ pub(crate) fn scan_envelopes(
                 compact.seq
             )));
         }
-        let envelope = Envelope {
-            header: EnvelopeHeader {
-                circle: circle_id,
-                author,
-                seq: compact.seq,
-                prev: last.map_or([0; 32], |h| h.hash),
-                epoch: compact.epoch,
-                nonce: compact.nonce,
-            },
-            ciphertext: compact.ciphertext,
-            signature: compact.signature,
-        };
+        let envelope = compact.into_envelope(circle_id, author, last.map_or([0; 32], |h| h.hash));
         let hash = envelope.hash();
         heads.insert(
             author_row,

@@ -71,7 +71,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use kith_crypto::{CircleId, Envelope, EnvelopeHeader, EpochKey, KdfParams, MemberId, Secret};
+use kith_crypto::{CircleId, Envelope, EpochKey, KdfParams, MemberId, Secret};
 use rand::Rng;
 use rusqlite::Connection;
 use zeroize::Zeroizing;
@@ -498,18 +498,7 @@ impl Store {
                 compact.seq
             )));
         }
-        Ok(Some(Envelope {
-            header: EnvelopeHeader {
-                circle: *circle,
-                author: *author,
-                seq,
-                prev,
-                epoch: compact.epoch,
-                nonce: compact.nonce,
-            },
-            ciphertext: compact.ciphertext,
-            signature: compact.signature,
-        }))
+        Ok(Some(compact.into_envelope(*circle, *author, prev)))
     }
 
     pub fn writer(&self) -> StoreWriter {

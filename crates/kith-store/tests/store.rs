@@ -277,10 +277,31 @@ fn envelopes_of_two_authors_survive_reopen() {
         envelope.verify().unwrap();
     }
     assert_eq!(store.load_envelopes(&other_circle).unwrap().len(), 3);
-    // The chains continue across sessions.
-    let next = mine.next(&key, b"after reopen", &mut home.rng);
-    store.writer().append_blocking(next.clone()).unwrap();
-    expected.push(next);
+    // The chains continue across sessions. An envelope handed to `append` is served at
+    // once, still queued for the writer or already committed.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for i in 0..300 {
+        let next = mine.next(&key, &check_in(i), &mut home.rng);
+        let done = done_tx.clone();
+        store.writer().append(
+            next.clone(),
+            Box::new(move |result| {
+                let _ = done.send(result.is_ok());
+            }),
+        );
+        let h = &next.header;
+        let got = store.envelope(&h.circle, &h.author, h.seq).unwrap();
+        assert_eq!(
+            got.as_ref(),
+            Some(&next),
+            "seq {} right after append",
+            h.seq
+        );
+        expected.push(next);
+    }
+    drop(done_tx);
+    assert_eq!(done_rx.iter().filter(|ok| *ok).count(), 300);
+    served(&store, &expected);
     drop(store);
     assert_eq!(home.open().load_envelopes(&circle).unwrap(), expected);
 }
