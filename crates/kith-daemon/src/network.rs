@@ -225,31 +225,80 @@ impl Answer {
 }
 
 /// Sends `message` to `peer` in a task; the answer comes back as [`Internal::SyncAnswer`].
+///
+/// During a catch-up the answer to a vector is a batch with more to come. The task asks for
+/// the next batch at once (the vector we would hold after this one, see
+/// [`Message::continuation`]) and checks this batch's signatures while that request is out,
+/// so the peer serves, this node verifies and the node applies, all at the same time.
+/// Answers reach the node in order; at most two batches are between the wire and the node.
 fn send_sync(net: &NetHandle, internal: &mpsc::Sender<Internal>, peer: PeerId, message: &Message) {
     let Ok(bytes) = message.encode() else {
         return;
     };
     let net = net.clone();
     let internal = internal.clone();
+    let mut asked = message.clone();
     tokio::spawn(async move {
-        match net.request(peer, Protocol::Sync, bytes).await {
-            Ok(answer) if !answer.is_empty() => {
-                // Checking a batch's signatures is most of the work of receiving it: done
-                // here, it overlaps with the node applying the previous batch.
-                let Ok(message) =
-                    tokio::task::spawn_blocking(move || Box::new(Prechecked::new(&answer))).await
-                else {
+        let mut bytes = bytes;
+        let mut checking: Option<tokio::task::JoinHandle<Box<Prechecked>>> = None;
+        loop {
+            let answer = net.request(peer, Protocol::Sync, bytes).await;
+            let next = match answer {
+                Ok(answer) if !answer.is_empty() => {
+                    let decoded = Message::decode(&answer);
+                    let next = decoded
+                        .as_ref()
+                        .ok()
+                        .and_then(|answer| asked.continuation(answer))
+                        .and_then(|next| Some((next.encode().ok()?, next)));
+                    let continued = next.is_some();
+                    // Checking a batch's signatures is most of the work of receiving it:
+                    // done off the node, it overlaps with the node applying the last one.
+                    let check = tokio::task::spawn_blocking(move || {
+                        let mut checked = Box::new(Prechecked::check(decoded));
+                        if continued {
+                            checked.mark_continued();
+                        }
+                        checked
+                    });
+                    if let Some(previous) = checking.replace(check) {
+                        deliver(&internal, peer, previous).await;
+                    }
+                    next
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "sync request failed");
+                    if let Some(previous) = checking.take() {
+                        deliver(&internal, peer, previous).await;
+                    }
+                    let _ = internal.send(Internal::SyncFailed { peer }).await;
                     return;
-                };
-                let _ = internal.send(Internal::SyncAnswer { peer, message }).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "sync request failed");
-                let _ = internal.send(Internal::SyncFailed { peer }).await;
+                }
+            };
+            match next {
+                Some((next_bytes, next)) => {
+                    bytes = next_bytes;
+                    asked = next;
+                }
+                None => break,
             }
         }
+        if let Some(last) = checking.take() {
+            deliver(&internal, peer, last).await;
+        }
     });
+}
+
+/// Hands a checked answer to the node once its check is done.
+async fn deliver(
+    internal: &mpsc::Sender<Internal>,
+    peer: PeerId,
+    check: tokio::task::JoinHandle<Box<Prechecked>>,
+) {
+    if let Ok(message) = check.await {
+        let _ = internal.send(Internal::SyncAnswer { peer, message }).await;
+    }
 }
 
 impl Node {
@@ -407,6 +456,12 @@ impl Node {
                 bytes,
                 respond,
             } => self.on_join_request(peer, &bytes, respond),
+            NetEvent::Oversized { peer, .. } => {
+                let now = u64::try_from(now_ms()).unwrap_or(0);
+                let offence = Offence::Oversized;
+                let disconnect = self.net.sync.record_offence(&peer, offence, now);
+                self.offended(peer, Some(offence), disconnect);
+            }
             _ => {}
         }
     }

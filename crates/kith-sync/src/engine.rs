@@ -159,6 +159,7 @@ impl<P: Ord + Clone> SyncEngine<P> {
         let Prechecked {
             decoded,
             signatures,
+            continued,
         } = message;
         match decoded {
             Err(error) => {
@@ -186,7 +187,7 @@ impl<P: Ord + Clone> SyncEngine<P> {
                                 });
                             handled.offence = received.offences().next();
                             let progress = !received.accepted.is_empty();
-                            if (more && progress) || received.waiting_for_gap() {
+                            if (more && progress && !continued) || received.waiting_for_gap() {
                                 handled.replies.push(state.vector());
                             }
                             handled.accepted = received.accepted;

@@ -80,6 +80,57 @@ impl Message {
         }
     }
 
+    /// The vector to send next when `self` is the vector we sent and `answer` a batch that
+    /// says more follows: ours, advanced past every envelope of the batch that extends it.
+    /// Sending it before the batch is verified and applied keeps the sender busy while we
+    /// check; if some envelope turns out bad, what follows it waits for a gap and the
+    /// next real vector asks again. `None` when there is nothing to continue.
+    pub fn continuation(&self, answer: &Message) -> Option<Message> {
+        let (
+            Message::Vector { circle, heads },
+            Message::Envelopes {
+                circle: answered,
+                more: true,
+                envelopes,
+            },
+        ) = (self, answer)
+        else {
+            return None;
+        };
+        if circle != answered {
+            return None;
+        }
+        let mut advanced: std::collections::BTreeMap<MemberId, (u64, Hash)> = heads
+            .iter()
+            .map(|head| (head.author, (head.seq, head.hash)))
+            .collect();
+        let mut moved = false;
+        for envelope in envelopes {
+            let header = &envelope.header;
+            if header.circle != *circle {
+                continue;
+            }
+            let (seq, hash) = advanced
+                .get(&header.author)
+                .copied()
+                .unwrap_or((0, [0; 32]));
+            if header.seq == seq.checked_add(1)? && header.prev == hash {
+                if !advanced.contains_key(&header.author) && advanced.len() >= MAX_VECTOR_AUTHORS {
+                    continue;
+                }
+                advanced.insert(header.author, (header.seq, envelope.hash()));
+                moved = true;
+            }
+        }
+        moved.then(|| Message::Vector {
+            circle: *circle,
+            heads: advanced
+                .into_iter()
+                .map(|(author, (seq, hash))| Head { author, seq, hash })
+                .collect(),
+        })
+    }
+
     /// Canonical bytes. Refuses a message `decode` would refuse (unsorted or too many
     /// heads, an empty or oversized batch), so whatever is sent can be received.
     pub fn encode(&self) -> Result<Vec<u8>, SyncError> {

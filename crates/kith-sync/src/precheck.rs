@@ -13,12 +13,19 @@ pub struct Prechecked {
     pub(crate) decoded: Result<Message, SyncError>,
     /// For an envelopes message, whether each envelope's signature verified, in order.
     pub(crate) signatures: Vec<bool>,
+    /// The sender was already asked for what follows this batch (see
+    /// [`Message::continuation`]): handling it must not ask again.
+    pub(crate) continued: bool,
 }
 
 impl Prechecked {
     /// Decodes `bytes` and, for a batch of envelopes, verifies every signature.
     pub fn new(bytes: &[u8]) -> Prechecked {
-        let decoded = Message::decode(bytes);
+        Prechecked::check(Message::decode(bytes))
+    }
+
+    /// Verifies every signature of a message decoded already.
+    pub fn check(decoded: Result<Message, SyncError>) -> Prechecked {
         let signatures = match &decoded {
             Ok(Message::Envelopes { envelopes, .. }) => verify_all(envelopes),
             _ => Vec::new(),
@@ -26,7 +33,14 @@ impl Prechecked {
         Prechecked {
             decoded,
             signatures,
+            continued: false,
         }
+    }
+
+    /// Records that the sender was already asked for what follows this batch, so that
+    /// handling it does not ask a second time.
+    pub fn mark_continued(&mut self) {
+        self.continued = true;
     }
 
     /// The circle the message is about, if it decoded.

@@ -585,3 +585,99 @@ fn engine_releases_unknown_authors_when_the_roster_grows() {
         Some(Offence::UnknownCircle)
     );
 }
+
+#[test]
+fn a_continuation_is_the_vector_held_after_accepting_the_batch() {
+    let mut f = Fixture::new();
+    let mut authors: Vec<Author> = (0..3).map(|_| f.author()).collect();
+    let mut store = Store::default();
+    let mut state = CircleSync::new(f.circle);
+    for _ in 0..200 {
+        for a in authors.iter_mut() {
+            let env = f.next(a);
+            store.put(std::slice::from_ref(&env));
+            state.local_append(env).unwrap();
+        }
+    }
+    // The peer holds a little of one author already.
+    let mut peer = CircleSync::new(f.circle);
+    for seq in 1..=5 {
+        let env = store.0[&(authors[0].id.member_id(), seq)].clone();
+        peer.restore(&env).unwrap();
+    }
+    let mut asked = peer.vector();
+    let mut rounds = 0;
+    while let Some(answer) = state.answer(
+        match &asked {
+            Message::Vector { heads, .. } => heads,
+            Message::Envelopes { .. } => panic!("asked with envelopes"),
+        },
+        &store,
+    ) {
+        rounds += 1;
+        let next = asked.continuation(&answer);
+        let Message::Envelopes {
+            more, envelopes, ..
+        } = answer.clone()
+        else {
+            panic!("expected envelopes");
+        };
+        peer.receive(envelopes, all);
+        match next {
+            Some(next) => {
+                assert!(more);
+                assert_eq!(next, peer.vector());
+                asked = next;
+            }
+            None => {
+                assert!(!more);
+                break;
+            }
+        }
+    }
+    assert!(rounds > 2);
+    assert_eq!(peer.heads(), state.heads());
+    // Only a vector answered by a batch with more to come continues.
+    let done = Message::Envelopes {
+        circle: f.circle,
+        more: false,
+        envelopes: vec![store.0[&(authors[1].id.member_id(), 1)].clone()],
+    };
+    assert_eq!(CircleSync::new(f.circle).vector().continuation(&done), None);
+    assert_eq!(done.continuation(&done), None);
+}
+
+#[test]
+fn a_continued_batch_does_not_ask_again_unless_something_is_missing() {
+    let mut f = Fixture::new();
+    let mut ann = f.author();
+    let envs: Vec<_> = (0..4).map(|_| f.next(&mut ann)).collect();
+    let store = Store::default();
+    let mut engine = SyncEngine::<u8>::new();
+    engine.join(f.circle);
+    let everyone = |_: &CircleId, _: &MemberId| true;
+    let batch = |envelopes: Vec<Envelope>| {
+        let message = Message::Envelopes {
+            circle: f.circle,
+            more: true,
+            envelopes,
+        };
+        let mut checked = Prechecked::check(Ok(message));
+        checked.mark_continued();
+        checked
+    };
+    // In order: the continuation already asked for the rest.
+    let handled = engine.handle_prechecked(&1, batch(envs[..2].to_vec()), 0, &store, everyone);
+    assert_eq!(handled.accepted.len(), 2);
+    assert!(handled.replies.is_empty());
+    // Had the first batch been refused, the continued one leaves a gap: ask with the real
+    // vector.
+    let mut other = SyncEngine::<u8>::new();
+    other.join(f.circle);
+    let handled = other.handle_prechecked(&1, batch(envs[2..].to_vec()), 0, &store, everyone);
+    assert!(handled.accepted.is_empty());
+    let [Message::Vector { heads, .. }] = &handled.replies[..] else {
+        panic!("expected a vector, got {:?}", handled.replies);
+    };
+    assert!(heads.is_empty());
+}
