@@ -176,6 +176,7 @@ pub async fn run(
     let mut net_config = kith_net::NetConfig::new(identity.libp2p_keypair());
     net_config.listen = listen;
     net_config.mdns = config.mdns;
+    net_config.max_join_request = kith_sync::join::MAX_JOIN_REQUEST;
     let (net, net_events) =
         kith_net::spawn(net_config).map_err(|e| DaemonError::Network(e.to_string()))?;
     let (internal_tx, internal_rx) = mpsc::channel(1024);

@@ -25,7 +25,7 @@ use tokio::{
 
 use crate::{
     Command, JOIN_PROTOCOL, NetConfig, NetError, NetEvent, Protocol, SYNC_PROTOCOL,
-    codec::FrameCodec,
+    codec::{FrameCodec, RequestFrame, ResponseFrame},
     gate::{Gate, GateEvent},
 };
 
@@ -62,7 +62,7 @@ type Answer = Pin<
         dyn Future<
                 Output = (
                     Protocol,
-                    request_response::ResponseChannel<Vec<u8>>,
+                    request_response::ResponseChannel<ResponseFrame>,
                     Option<Vec<u8>>,
                 ),
             > + Send,
@@ -95,6 +95,10 @@ impl Actor {
             max_request: config.max_message,
             max_response: config.max_message,
         };
+        let join_codec = FrameCodec {
+            max_request: config.max_join_request.min(config.max_message),
+            max_response: config.max_message,
+        };
         let rr_config = request_response::Config::default()
             .with_request_timeout(config.request_timeout)
             .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION);
@@ -119,12 +123,12 @@ impl Actor {
             ),
             ping: ping::Behaviour::new(ping::Config::new()),
             sync: request_response::Behaviour::with_codec(
-                codec.clone(),
+                codec,
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
                 rr_config.clone(),
             ),
             join: request_response::Behaviour::with_codec(
-                codec,
+                join_codec,
                 [(StreamProtocol::new(JOIN_PROTOCOL), ProtocolSupport::Full)],
                 rr_config,
             ),
@@ -294,12 +298,16 @@ impl Actor {
                 let addresses = gate.addresses(&peer);
                 let behaviour = self.swarm.behaviour_mut();
                 let id = match protocol {
-                    Protocol::Sync => behaviour
-                        .sync
-                        .send_request_with_addresses(&peer, bytes, addresses),
-                    Protocol::Join => behaviour
-                        .join
-                        .send_request_with_addresses(&peer, bytes, addresses),
+                    Protocol::Sync => behaviour.sync.send_request_with_addresses(
+                        &peer,
+                        RequestFrame::Bytes(bytes),
+                        addresses,
+                    ),
+                    Protocol::Join => behaviour.join.send_request_with_addresses(
+                        &peer,
+                        RequestFrame::Bytes(bytes),
+                        addresses,
+                    ),
                 };
                 self.pending_requests.insert((protocol, id), reply);
             }
@@ -410,7 +418,7 @@ impl Actor {
     fn on_answer(
         &mut self,
         protocol: Protocol,
-        channel: request_response::ResponseChannel<Vec<u8>>,
+        channel: request_response::ResponseChannel<ResponseFrame>,
         answer: Option<Vec<u8>>,
     ) {
         let Some(bytes) = answer else {
@@ -423,10 +431,19 @@ impl Actor {
             );
             return;
         }
+        self.send_response(protocol, channel, ResponseFrame::Bytes(bytes));
+    }
+
+    fn send_response(
+        &mut self,
+        protocol: Protocol,
+        channel: request_response::ResponseChannel<ResponseFrame>,
+        frame: ResponseFrame,
+    ) {
         let behaviour = self.swarm.behaviour_mut();
         let _ = match protocol {
-            Protocol::Sync => behaviour.sync.send_response(channel, bytes),
-            Protocol::Join => behaviour.join.send_response(channel, bytes),
+            Protocol::Sync => behaviour.sync.send_response(channel, frame),
+            Protocol::Join => behaviour.join.send_response(channel, frame),
         };
     }
 
@@ -555,7 +572,7 @@ impl Actor {
     fn on_request_response(
         &mut self,
         protocol: Protocol,
-        event: request_response::Event<Vec<u8>, Vec<u8>>,
+        event: request_response::Event<RequestFrame, ResponseFrame>,
     ) {
         match event {
             request_response::Event::Message {
@@ -575,6 +592,26 @@ impl Actor {
                     self.emit(NetEvent::Refused { peer });
                     return;
                 }
+                let request = match request {
+                    RequestFrame::Bytes(bytes) => bytes,
+                    RequestFrame::TooLarge { len } => {
+                        tracing::debug!(%peer, ?protocol, len, "oversized request dropped");
+                        self.send_response(protocol, channel, ResponseFrame::Reset);
+                        if !self.swarm.behaviour().gate.is_allowed(&peer) {
+                            // On probation, one strike is enough.
+                            self.swarm.behaviour_mut().gate.end_probation(&peer);
+                            self.disconnect(peer);
+                            self.emit(NetEvent::Refused { peer });
+                            return;
+                        }
+                        self.emit(NetEvent::Oversized {
+                            peer,
+                            protocol,
+                            len,
+                        });
+                        return;
+                    }
+                };
                 let (respond, answer) = oneshot::channel();
                 self.emit(NetEvent::InboundRequest {
                     peer,
@@ -600,7 +637,10 @@ impl Actor {
                 ..
             } => {
                 if let Some(reply) = self.pending_requests.remove(&(protocol, request_id)) {
-                    let _ = reply.send(Ok(response));
+                    let ResponseFrame::Bytes(bytes) = response else {
+                        return; // read_response never makes a reset
+                    };
+                    let _ = reply.send(Ok(bytes));
                 }
             }
             request_response::Event::OutboundFailure {

@@ -20,30 +20,65 @@ pub struct FrameTooLarge {
     pub max: usize,
 }
 
+/// A request as read from the wire: its bytes, or only the length a peer announced over the
+/// limit (the body is left unread). Reading an oversized request "successfully" lets it
+/// reach the actor with the sender's peer id, so the offence can be counted against it;
+/// libp2p drops a failed read without saying who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestFrame {
+    /// A frame within the limit.
+    Bytes(Vec<u8>),
+    /// A frame announced longer than the limit.
+    TooLarge {
+        /// The announced length.
+        len: u64,
+    },
+}
+
+/// A response as written: bytes, or a reset of the stream. An oversized request is answered
+/// with a reset: its sender is still writing a body we will not read, and only a reset
+/// (not a clean close) tells it to stop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ResponseFrame {
+    /// A frame within the limit.
+    Bytes(Vec<u8>),
+    /// Fail the stream instead of answering.
+    Reset,
+}
+
 /// Reads one frame of at most `max` bytes.
 pub(crate) async fn read_frame<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
 where
     T: AsyncRead + Unpin + Send,
 {
+    match read_request_frame(io, max).await? {
+        RequestFrame::Bytes(bytes) => Ok(bytes),
+        RequestFrame::TooLarge { len } => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            FrameTooLarge { len, max },
+        )),
+    }
+}
+
+/// Reads one frame, or only the length prefix of one over `max` bytes.
+pub(crate) async fn read_request_frame<T>(io: &mut T, max: usize) -> io::Result<RequestFrame>
+where
+    T: AsyncRead + Unpin + Send,
+{
     let mut prefix = [0u8; 4];
     io.read_exact(&mut prefix).await?;
-    let len = u32::from_be_bytes(prefix);
-    let too_large = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            FrameTooLarge {
-                len: u64::from(len),
-                max,
-            },
-        )
+    let announced = u32::from_be_bytes(prefix);
+    let len = match usize::try_from(announced) {
+        Ok(len) if len <= max => len,
+        _ => {
+            return Ok(RequestFrame::TooLarge {
+                len: u64::from(announced),
+            });
+        }
     };
-    let len = usize::try_from(len).map_err(|_| too_large())?;
-    if len > max {
-        return Err(too_large());
-    }
     let mut buf = vec![0u8; len];
     io.read_exact(&mut buf).await?;
-    Ok(buf)
+    Ok(RequestFrame::Bytes(buf))
 }
 
 /// Writes one frame; refuses (without writing anything) when `bytes` exceeds `max`.
@@ -80,45 +115,67 @@ pub(crate) struct FrameCodec {
 
 impl libp2p::request_response::Codec for FrameCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
-    type Response = Vec<u8>;
+    type Request = RequestFrame;
+    type Response = ResponseFrame;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RequestFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_request).await
+        read_request_frame(io, self.max_request).await
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<ResponseFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_response).await
+        read_frame(io, self.max_response)
+            .await
+            .map(ResponseFrame::Bytes)
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: RequestFrame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req, self.max_request).await
+        match req {
+            RequestFrame::Bytes(bytes) => write_frame(io, &bytes, self.max_request).await,
+            RequestFrame::TooLarge { len } => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                FrameTooLarge {
+                    len,
+                    max: self.max_request,
+                },
+            )),
+        }
     }
 
     async fn write_response<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Vec<u8>,
+        res: ResponseFrame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &res, self.max_response).await
+        match res {
+            ResponseFrame::Bytes(bytes) => write_frame(io, &bytes, self.max_response).await,
+            // An error here makes libp2p drop the stream unclosed, which resets it.
+            ResponseFrame::Reset => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request over the limit",
+            )),
+        }
     }
 }
 
@@ -164,6 +221,26 @@ mod tests {
         let err = block_on(read_frame(&mut wire, 2 * 1024 * 1024)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
         assert!(err.get_ref().unwrap().is::<FrameTooLarge>());
+    }
+
+    #[test]
+    fn an_oversized_request_is_read_as_its_length_only() {
+        let mut bytes = 17u32.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1u8; 17]);
+        let mut wire = Cursor::new(bytes);
+        assert_eq!(
+            block_on(read_request_frame(&mut wire, 16)).unwrap(),
+            RequestFrame::TooLarge { len: 17 }
+        );
+        // The body was not read.
+        assert_eq!(wire.position(), 4);
+        let mut wire = Cursor::new(u32::MAX.to_be_bytes().to_vec());
+        assert_eq!(
+            block_on(read_request_frame(&mut wire, 16)).unwrap(),
+            RequestFrame::TooLarge {
+                len: u64::from(u32::MAX)
+            }
+        );
     }
 
     #[test]

@@ -55,9 +55,12 @@
 //!
 //! # Limits
 //!
-//! Besides the 2 MiB frames: at most 32 inbound connections being set up at once, 256
-//! established inbound connections, 4 connections per peer, and 8 concurrent requests per
-//! connection and protocol. A peer on probation can therefore make us buffer at most a few
+//! Besides the 2 MiB frames (16 KiB for join requests): at most 32 inbound connections being
+//! set up at once, 256 established inbound connections, 4 connections per peer, and 8
+//! concurrent requests per connection and protocol (libp2p drops further streams unread). A
+//! request announcing more than its limit is not read: only its length is, and it is
+//! reported as [`NetEvent::Oversized`] with the sender, so the daemon can count it against
+//! the peer. A peer on probation can therefore make us buffer at most a few small join
 //! frames before its first `/kith/sync/1` request gets it disconnected.
 //!
 //! # Reconnection and discovery
@@ -122,6 +125,9 @@ use tokio::sync::{mpsc, oneshot};
 /// Largest request or response by default: 2 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 2 * 1024 * 1024;
 
+/// Largest `/kith/join/1` request by default: 16 KiB.
+pub const DEFAULT_MAX_JOIN_REQUEST: usize = 16 * 1024;
+
 /// Protocol name of Kith sync.
 pub const SYNC_PROTOCOL: &str = "/kith/sync/1";
 /// Protocol name of Kith join.
@@ -157,6 +163,9 @@ pub struct NetConfig {
     pub mdns: bool,
     /// Largest request and response, in bytes, in both directions.
     pub max_message: usize,
+    /// Largest `/kith/join/1` request (joins are small; a peer on probation should not
+    /// make us read megabytes). At most `max_message`.
+    pub max_join_request: usize,
     /// How long an outbound request may wait for its response, and how long the daemon has
     /// to answer an inbound one.
     pub request_timeout: Duration,
@@ -189,6 +198,7 @@ impl NetConfig {
             listen: Vec::new(),
             mdns: false,
             max_message: DEFAULT_MAX_MESSAGE,
+            max_join_request: DEFAULT_MAX_JOIN_REQUEST,
             request_timeout: Duration::from_secs(30),
             max_probation: 8,
             probation_timeout: Duration::from_secs(15),
@@ -210,6 +220,7 @@ impl fmt::Debug for NetConfig {
             .field("listen", &self.listen)
             .field("mdns", &self.mdns)
             .field("max_message", &self.max_message)
+            .field("max_join_request", &self.max_join_request)
             .field("request_timeout", &self.request_timeout)
             .field("max_probation", &self.max_probation)
             .field("probation_timeout", &self.probation_timeout)
@@ -316,6 +327,17 @@ pub enum NetEvent {
         peer: PeerId,
         /// Its announced addresses.
         addrs: Vec<Multiaddr>,
+    },
+    /// `peer` sent a request longer than the limit ([`NetConfig::max_message`], or
+    /// [`NetConfig::max_join_request`] on `/kith/join/1`). Only its length was read; it got
+    /// no answer. The daemon decides whether that counts against the peer.
+    Oversized {
+        /// The sender.
+        peer: PeerId,
+        /// Which protocol it came on.
+        protocol: Protocol,
+        /// The length it announced.
+        len: u64,
     },
     /// `peer` was refused: it connected without being allowed (and outside the join
     /// window, or with the window full), or it tried `/kith/sync/1` on probation.

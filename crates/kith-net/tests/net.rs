@@ -636,3 +636,74 @@ async fn redials_back_off() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(1200), "{elapsed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_request_is_reported_with_its_sender_and_not_answered() {
+    let mut a = node().await;
+    let mut b = start(Keypair::generate_ed25519(), |config| {
+        config.max_message = 1024;
+        config.max_join_request = 256;
+    })
+    .await;
+    pair(&mut a, &mut b).await;
+    let request = a.net.request(b.peer, Protocol::Sync, vec![7; 4096]);
+    let got = within("request", request).await;
+    assert!(got.is_err(), "{got:?}");
+    let (protocol, len) = wait_for(&mut b.events, |e| match e {
+        NetEvent::Oversized {
+            peer,
+            protocol,
+            len,
+        } if peer == a.peer => Some((protocol, len)),
+        NetEvent::InboundRequest { peer, .. } if peer == a.peer => {
+            panic!("the oversized request reached the daemon")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!((protocol, len), (Protocol::Sync, 4096));
+    // A member's join request has its own, smaller limit.
+    let got = within(
+        "request",
+        a.net.request(b.peer, Protocol::Join, vec![1; 300]),
+    )
+    .await;
+    assert!(got.is_err(), "{got:?}");
+    let len = wait_for(&mut b.events, |e| match e {
+        NetEvent::Oversized { peer, len, .. } if peer == a.peer => Some(len),
+        _ => None,
+    })
+    .await;
+    assert_eq!(len, 300);
+    // Within the limits, the connection still works.
+    let got = within(
+        "request",
+        a.net.request(b.peer, Protocol::Sync, vec![7; 1000]),
+    )
+    .await;
+    assert_eq!(got.unwrap().len(), 1003);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_join_request_on_probation_ends_it() {
+    let mut a = start(Keypair::generate_ed25519(), |config| {
+        config.max_join_request = 256;
+    })
+    .await;
+    let joiner = node().await;
+    allow(&joiner, &[a.peer]).await;
+    joiner
+        .net
+        .add_address(a.peer, a.addr.clone())
+        .await
+        .unwrap();
+    a.net.set_join_window(true).await.unwrap();
+    let got = within(
+        "request",
+        joiner.net.request(a.peer, Protocol::Join, vec![1; 4096]),
+    )
+    .await;
+    assert!(got.is_err(), "{got:?}");
+    refused(&mut a.events, joiner.peer).await;
+    disconnected(&mut a.events, joiner.peer).await;
+}
