@@ -68,7 +68,14 @@ fn set_private_dir(dir: &Path) -> io::Result<()> {
 /// Takes the exclusive lock on `home/lock`; the returned file holds it until dropped.
 /// `flock`-style locks belong to the open file, so a second `open` in the same process is
 /// refused just like one from another process.
+///
+/// A refusal is retried for a moment before it is final: when another thread of this
+/// process starts a child process, the child holds a copy of every open file (the lock's
+/// too) from its fork until its exec, so a lock released just before that fork can still
+/// look held for a few milliseconds.
 pub(crate) fn take_lock(home: &Path) -> Result<File, StoreError> {
+    const ATTEMPTS: u32 = 20;
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -77,11 +84,15 @@ pub(crate) fn take_lock(home: &Path) -> Result<File, StoreError> {
         options.mode(0o600);
     }
     let file = options.open(home.join(LOCK_FILE))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Locked(home.to_path_buf())),
-        Err(fs::TryLockError::Error(e)) => Err(e.into()),
+    for attempt in 1..=ATTEMPTS {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if attempt < ATTEMPTS => std::thread::sleep(PAUSE),
+            Err(fs::TryLockError::WouldBlock) => break,
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
     }
+    Err(StoreError::Locked(home.to_path_buf()))
 }
 
 /// Makes renames, links and removals inside `dir` durable.
