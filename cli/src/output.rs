@@ -48,8 +48,31 @@ pub fn status(reply: &Reply, json: bool) -> Result<(), Failure> {
             circle.items,
             circle.id
         );
+        if circle.rejected_changes > 0 {
+            println!(
+                "  refused      {} from members that break the circle's rules",
+                plural_u64(circle.rejected_changes, "change")
+            );
+            for rejection in circle.recent_rejections.iter().rev().take(3) {
+                println!("               {}: {}", rejection.writer, rejection.reason);
+            }
+        }
+    }
+    if status.equivocations > 0 {
+        println!(
+            "  evidence     {} of a member's device writing two histories",
+            status.equivocations
+        );
     }
     Ok(())
+}
+
+fn plural_u64(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 pub fn created(reply: &Reply, json: bool) -> Result<(), Failure> {

@@ -402,3 +402,96 @@ fn a_hostile_member_is_dropped_logged_and_kept_out_and_harms_nothing() -> Result
     );
     Ok(())
 }
+
+/// Item 5 of issue 4 against real daemons: Mal's device writes a raw automerge change that
+/// marks Ann's request fulfilled (only the asker may) and seals it properly as Mal's next
+/// envelope. The envelope itself is valid, so Ann stores and relays it; the change inside
+/// is refused by Ann and, when it reaches her through Ann, by Cy: the request stays open
+/// everywhere, both show the refusal in `kith status`, and Ann's log names it.
+#[test]
+fn a_forged_change_is_refused_by_every_member_and_shown_in_status() -> Result<()> {
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{ActorId, ReadDoc};
+
+    let mut nodes = circle_of("Family", &["Ann", "Mal", "Cy"])?;
+    let request = nodes[0].ok(&["ask", "--kind", "ride", "to the clinic"])?;
+    for node in [&nodes[1], &nodes[2]] {
+        wait_until(WAIT, &format!("the request at {}", node.name), || {
+            node.item(&request).map(|_| ())
+        })?;
+    }
+    nodes[1].stop()?;
+    let ann = &nodes[0];
+    let mal = become_mal(&nodes[1], ann)?;
+    let hello = Message::Vector {
+        circle: mal.circle,
+        heads: Vec::new(),
+    }
+    .encode()?;
+    let Message::Envelopes { envelopes, .. } =
+        Message::decode(&mal.send_ok("an empty vector", hello)?)?
+    else {
+        bail!("expected envelopes");
+    };
+
+    // Mal's copy of the document, rebuilt from the envelopes, edited as Mal's own actor.
+    let me = mal.identity.member_id();
+    let mut doc = automerge::AutoCommit::new()
+        .with_actor(ActorId::from(kith_core::actor_for_member(&me.to_string())?));
+    let mut changes = Vec::new();
+    let mut head = (0, [0; 32]);
+    for envelope in &envelopes {
+        let plaintext = envelope.open(&mal.key)?;
+        let kith_core::Payload::Change(bytes) = kith_core::Payload::decode(&plaintext)?;
+        changes.push(automerge::Change::from_bytes(bytes)?);
+        if envelope.header.author == me && envelope.header.seq > head.0 {
+            head = (envelope.header.seq, envelope.hash());
+        }
+    }
+    doc.apply_changes(changes)?;
+    let map =
+        |doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str| match doc.get(obj, key) {
+            Ok(Some((automerge::Value::Object(_), id))) => Ok(id),
+            other => Err(anyhow!("no map at {key}: {other:?}")),
+        };
+    let requests = map(&doc, &automerge::ROOT, "q")?;
+    let item = map(&doc, &requests, &request)?;
+    doc.put(&item, "s", "fulfilled")?;
+    doc.commit_with(CommitOptions::default().with_time(0));
+    let forged = doc
+        .get_last_local_change()
+        .context("no change")?
+        .raw_bytes()
+        .to_vec();
+    let envelope = mal.seal(
+        head.0 + 1,
+        head.1,
+        &kith_core::Payload::Change(forged).encode(),
+    )?;
+    mal.send_ok("the forged change", mal.envelopes(vec![envelope])?)?;
+
+    for node in [&nodes[0], &nodes[2]] {
+        wait_until(WAIT, &format!("{} to refuse the change", node.name), || {
+            let circle = status(node).ok()?["circles"][0].clone();
+            (circle["rejected_changes"].as_u64()? >= 1).then_some(circle)
+        })
+        .and_then(|circle| {
+            let latest = &circle["recent_rejections"][0];
+            if latest["writer"].as_str() != Some(&me.to_string()) {
+                bail!("{}'s status names another writer: {circle}", node.name);
+            }
+            Ok(())
+        })?;
+        let item = node.item(&request).context("the request is gone")?;
+        assert_eq!(item["status"], "open", "{}: {item}", node.name);
+    }
+    assert!(
+        log_count(ann, "breaks the circle's rules; refused") >= 1,
+        "{}",
+        ann.log()
+    );
+    // The honest members still talk.
+    let from_cy = nodes[2].ok(&["checkin", "--mood", "okay"])?;
+    wait_until(WAIT, "Cy's post at Ann", || nodes[0].item(&from_cy))?;
+    Ok(())
+}

@@ -14,6 +14,7 @@ use crate::schema::{
     STATUS_FULFILLED, STATUS_OPEN, UPDATED_AT,
 };
 use crate::types::in_alphabet;
+use crate::validate;
 use crate::{
     CoreError, InviteView, ItemId, ItemView, MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS,
     MAX_MEMBER_NAME_CHARS, MAX_NOTE_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS, MemberView, Mood,
@@ -35,6 +36,22 @@ pub struct Circle {
     pending: Vec<Change>,
     /// The document as read, refreshed key by key after every write (see `feed`).
     feed: Feed,
+    /// Received changes refused for breaking the rules: how many, and the latest few.
+    rejected: u64,
+    recent_rejections: VecDeque<Rejection>,
+}
+
+/// How many refused changes a circle remembers the reason of.
+const RECENT_REJECTIONS: usize = 16;
+
+/// A received change refused because its writer may not make it (see `validate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// The member who signed or wrote the change (their member id), or the change's actor
+    /// in hex when it names no member.
+    pub writer: String,
+    /// Why, in words (never content).
+    pub reason: String,
 }
 
 fn doc_err(e: impl std::fmt::Display) -> CoreError {
@@ -65,6 +82,8 @@ impl Circle {
             me: me.to_string(),
             pending: Vec::new(),
             feed: Feed::default(),
+            rejected: 0,
+            recent_rejections: VecDeque::new(),
         })
     }
 
@@ -109,6 +128,41 @@ impl Circle {
         Ok(circle)
     }
 
+    /// [`Circle::load`] for changes with the member who signed each (the envelope's
+    /// author), as [`Circle::apply_signed`] checks them.
+    pub fn load_signed(me: &str, changes: &[(String, Vec<u8>)]) -> Result<Circle, CoreError> {
+        let mut circle = Circle::empty(me)?;
+        circle.apply_signed(changes)?;
+        Ok(circle)
+    }
+
+    /// [`Circle::apply_changes`] for changes that arrived signed: each with the member id
+    /// of its signer. A change whose automerge actor is not its signer's is refused (and
+    /// counted in [`Circle::rejected_count`]): otherwise a member could sign a change
+    /// made as another member's actor and write as them.
+    pub fn apply_signed(&mut self, changes: &[(String, Vec<u8>)]) -> Result<(), CoreError> {
+        let mut refused = Vec::new();
+        for (signer, bytes) in changes {
+            match parse_change(bytes) {
+                Ok(change) => {
+                    let bound = actor_for_member(signer)
+                        .is_ok_and(|actor| change.actor_id().to_bytes() == actor.as_slice());
+                    if bound {
+                        self.pending.push(change);
+                    } else {
+                        let error = CoreError::Document(
+                            "the change was made as another member than its signer".into(),
+                        );
+                        self.reject(signer.clone(), &error);
+                        refused.push(error);
+                    }
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+        self.finish_apply(refused)
+    }
+
     /// Applies changes received from others, in one automerge batch when all is well.
     /// Changes whose dependencies have not arrived wait inside the circle and are applied
     /// when they do.
@@ -117,6 +171,10 @@ impl Circle {
     /// panics on: a hostile member can craft such changes), is dropped, every other change
     /// is applied, and the result is `CoreError::Document` saying how many were refused.
     /// The document is never left half-changed by a refused change.
+    ///
+    /// Every change is checked against the rules (`validate`): one whose writer (the member
+    /// of its actor) may not make every write in it is refused, counted in
+    /// [`Circle::rejected_count`], and so is every change that depends on it.
     pub fn apply_changes(&mut self, changes: &[Vec<u8>]) -> Result<(), CoreError> {
         let mut refused = Vec::new();
         for bytes in changes {
@@ -125,6 +183,10 @@ impl Circle {
                 Err(e) => refused.push(e),
             }
         }
+        self.finish_apply(refused)
+    }
+
+    fn finish_apply(&mut self, mut refused: Vec<CoreError>) -> Result<(), CoreError> {
         self.apply_ready(&mut refused);
         self.refresh_after_apply();
         match refused.first() {
@@ -136,28 +198,122 @@ impl Circle {
         }
     }
 
-    /// Applies every pending change whose dependencies are present, isolating and dropping
-    /// the ones automerge cannot apply.
+    /// Applies every pending change whose dependencies are present and that keeps the
+    /// rules, isolating and dropping the ones automerge cannot apply and the ones the rules
+    /// refuse (with every change that depends on them).
     fn apply_ready(&mut self, refused: &mut Vec<CoreError>) {
         loop {
             let ready = self.take_ready();
             if ready.is_empty() {
                 return;
             }
-            if self.try_apply(ready.clone()).is_ok() {
-                continue;
-            }
-            // Something in the batch is bad: one change at a time, in dependency order.
-            for change in ready {
-                let deps = change.deps().to_vec();
-                if !self.doc.get_missing_deps(&deps).is_empty() {
-                    // A dependency was refused; this one can never apply.
-                    self.pending.push(change);
-                } else if let Err(e) = self.try_apply(vec![change]) {
-                    refused.push(e);
+            match self.checked_copy(&ready) {
+                Ok((copy, bad)) if bad.is_empty() => self.doc = copy,
+                Ok((_, bad)) => {
+                    // Keep what neither broke a rule nor depends on a change that did.
+                    let mut dropped: HashSet<ChangeHash> = HashSet::new();
+                    for (hash, writer, error) in bad {
+                        self.reject(writer, &error);
+                        refused.push(error);
+                        dropped.insert(hash);
+                    }
+                    let mut keep = Vec::new();
+                    for change in ready {
+                        if dropped.contains(&change.hash()) {
+                            continue;
+                        }
+                        if change.deps().iter().any(|d| dropped.contains(d)) {
+                            dropped.insert(change.hash());
+                            refused.push(CoreError::Document(
+                                "the change depends on a refused change".into(),
+                            ));
+                        } else {
+                            keep.push(change);
+                        }
+                    }
+                    if !keep.is_empty()
+                        && let Err(e) = self.try_apply(keep)
+                    {
+                        refused.push(e);
+                    }
+                }
+                Err(_) => {
+                    // Automerge refused the batch: one change at a time, in dependency order.
+                    for change in ready {
+                        let deps = change.deps().to_vec();
+                        if !self.doc.get_missing_deps(&deps).is_empty() {
+                            // A dependency was refused; this one can never apply.
+                            continue;
+                        }
+                        match self.checked_copy(std::slice::from_ref(&change)) {
+                            Ok((copy, bad)) if bad.is_empty() => self.doc = copy,
+                            Ok((_, bad)) => {
+                                for (_, writer, error) in bad {
+                                    self.reject(writer, &error);
+                                    refused.push(error);
+                                }
+                            }
+                            Err(e) => refused.push(e),
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// The document with `changes` applied, and the changes among them that break the
+    /// rules (hash, writer, why). Errs when automerge itself refuses the batch.
+    #[allow(clippy::type_complexity)]
+    fn checked_copy(
+        &self,
+        changes: &[Change],
+    ) -> Result<(AutoCommit, Vec<(ChangeHash, String, CoreError)>), CoreError> {
+        let genesis_allowed = self.root_map(MEMBERS).is_none();
+        let copy = self.applied_copy(changes.to_vec())?;
+        let mut checker = validate::Checker::new(&copy, genesis_allowed);
+        let mut bad = Vec::new();
+        for change in changes {
+            if let Err(error) = checker.check(change) {
+                bad.push((change.hash(), checker.writer_name(change.actor_id()), error));
+            }
+        }
+        Ok((copy, bad))
+    }
+
+    /// Applies changes without the rules, so that tests can hand the reader data a hostile
+    /// member's daemon would have (every real path checks the rules).
+    #[cfg(test)]
+    pub(crate) fn apply_unchecked(&mut self, changes: &[Vec<u8>]) -> Result<(), CoreError> {
+        let parsed = changes
+            .iter()
+            .map(|bytes| parse_change(bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.try_apply(parsed)?;
+        self.refresh_after_apply();
+        Ok(())
+    }
+
+    /// Counts a refused change and remembers why.
+    fn reject(&mut self, writer: String, error: &CoreError) {
+        self.rejected = self.rejected.saturating_add(1);
+        if self.recent_rejections.len() == RECENT_REJECTIONS {
+            self.recent_rejections.pop_front();
+        }
+        self.recent_rejections.push_back(Rejection {
+            writer,
+            reason: error.to_string(),
+        });
+    }
+
+    /// How many received changes were refused for breaking the rules since this circle
+    /// was loaded (a restart counts the stored ones again).
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected
+    }
+
+    /// The latest refused changes, oldest first (at most 16).
+    pub fn recent_rejections(&self) -> Vec<Rejection> {
+        self.recent_rejections.iter().cloned().collect()
     }
 
     /// Removes from `pending`, in dependency order, the changes that can be applied now:
@@ -216,15 +372,18 @@ impl Circle {
     /// Applies `changes` (all ready) to a copy of the document and keeps the copy only if
     /// automerge neither errs nor panics: its batch code unwraps on some malformed input.
     fn try_apply(&mut self, changes: Vec<Change>) -> Result<(), CoreError> {
+        self.doc = self.applied_copy(changes)?;
+        Ok(())
+    }
+
+    /// A copy of the document with `changes` applied, if automerge neither errs nor panics.
+    fn applied_copy(&self, changes: Vec<Change>) -> Result<AutoCommit, CoreError> {
         let mut copy = self.doc.clone();
         let outcome = catch_unwind(AssertUnwindSafe(move || {
             copy.apply_changes(changes).map(|()| copy)
         }));
         match outcome {
-            Ok(Ok(copy)) => {
-                self.doc = copy;
-                Ok(())
-            }
+            Ok(Ok(copy)) => Ok(copy),
             Ok(Err(e)) => Err(doc_err(format_args!("change not applied: {e}"))),
             Err(_) => Err(CoreError::Document(
                 "change not applied: malformed operations".into(),

@@ -41,8 +41,9 @@ mod payload;
 pub mod rules;
 mod schema;
 mod types;
+mod validate;
 
-pub use circle::Circle;
+pub use circle::{Circle, Rejection};
 pub use payload::Payload;
 pub use types::{
     ClaimView, HelpKind, InviteView, ItemId, ItemKind, ItemView, MemberView, Mood, NewRequest,

@@ -47,6 +47,19 @@ fn three() -> Three {
     Three { ann, bob, cat, log }
 }
 
+/// Delivers changes a hostile member made: the rules refuse them, the refusal is counted,
+/// and nothing the circle shows changes.
+fn refused_by(c: &mut Circle, changes: &[Vec<u8>]) {
+    let (rejected, items, members) = (c.rejected_count(), c.items(), c.members());
+    assert!(
+        c.apply_changes(changes).is_err(),
+        "a forged change was accepted"
+    );
+    assert!(c.rejected_count() > rejected);
+    assert_eq!(c.items(), items);
+    assert_eq!(c.members(), members);
+}
+
 /// Delivers `changes` to every circle in `to`.
 fn deliver(changes: &[Vec<u8>], to: &mut [&mut Circle]) {
     for c in to.iter_mut() {
@@ -699,7 +712,7 @@ fn two_members_merge_both_ways() {
 }
 
 #[test]
-fn members_outside_the_roster_are_not_shown_until_added() {
+fn changes_by_non_members_are_refused_even_after_they_join() {
     let (mut ann, genesis) = Circle::found(&member(1), "Ann", "Circle", T0).unwrap();
     let mut dan = Circle::load(&member(4), &[genesis]).unwrap();
     let checkin = dan.checkin(&iid(1), Mood::Okay, None, T0).unwrap();
@@ -707,7 +720,7 @@ fn members_outside_the_roster_are_not_shown_until_added() {
         dan.items().is_empty(),
         "an author outside the roster is not attributable"
     );
-    ann.apply_changes(&[checkin]).unwrap();
+    refused_by(&mut ann, std::slice::from_ref(&checkin));
     assert!(ann.items().is_empty());
     assert_eq!(
         ann.resolve_item(iid(1).as_str()),
@@ -716,9 +729,33 @@ fn members_outside_the_roster_are_not_shown_until_added() {
     let add = ann
         .add_member(&member(4), "Dan", Role::Member, T0 + 1)
         .unwrap();
-    assert_eq!(ann.items().len(), 1);
+    // Made before Dan was a member (its history does not hold his admission): refused by
+    // everyone, whenever it arrives, so members never disagree about it.
+    refused_by(&mut ann, std::slice::from_ref(&checkin));
+    assert!(ann.items().is_empty());
+    // Dan's later changes depend on the refused one: they wait forever.
     dan.apply_changes(&[add]).unwrap();
-    assert_eq!(dan.items(), ann.items());
+    let after = dan.checkin(&iid(2), Mood::Good, None, T0 + 2).unwrap();
+    ann.apply_changes(&[after]).unwrap();
+    assert!(ann.items().is_empty());
+    // A member added first and writing after is accepted.
+    let mut eve = Circle::load(&member(5), &[]).unwrap();
+    let add_eve = ann
+        .add_member(&member(5), "Eve", Role::Member, T0 + 3)
+        .unwrap();
+    let log = [
+        ann.doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect::<Vec<_>>(),
+        vec![add_eve],
+    ]
+    .concat();
+    eve.apply_changes(&log).unwrap();
+    let hers = eve.checkin(&iid(3), Mood::Good, None, T0 + 4).unwrap();
+    ann.apply_changes(&[hers]).unwrap();
+    assert_eq!(ann.items().len(), 1);
 }
 
 #[test]
@@ -771,7 +808,8 @@ fn forged_claims_and_items_are_not_attributed() {
         let claim = doc.put_object(&claims, member(3), ObjType::Map).unwrap();
         doc.put(&claim, "a", T0).unwrap();
     });
-    deliver(&[forged], &mut [&mut t.ann, &mut t.cat]);
+    refused_by(&mut t.ann, std::slice::from_ref(&forged));
+    refused_by(&mut t.cat, std::slice::from_ref(&forged));
     for c in [&t.ann, &t.bob, &t.cat] {
         let item = c.item(req.as_str()).unwrap();
         assert!(item.claims.is_empty());
@@ -788,7 +826,14 @@ fn forged_claims_and_items_are_not_attributed() {
         }]
     );
 
-    // Bob's check-in claiming to be Ann's has no author field to forge: it is Bob's.
+    // Bob's next honest change depends on his forgery: it can never apply at Ann or Cat.
+    // One forged change cuts its writer off from everyone who refused it.
+    let after = t.bob.checkin(&iid(3), Mood::Okay, None, T0 + 2).unwrap();
+    t.ann.apply_changes(&[after]).unwrap();
+    assert_eq!(t.ann.item(iid(3).as_str()), None);
+
+    // A check-in claiming to be Ann's has no author field to forge: it is its writer's.
+    let mut t = three();
     let sneaky = raw_edit(&mut t.bob, |doc| {
         let checkins = map_at(doc, &automerge::ROOT, schema::CHECKINS);
         let item = doc
@@ -851,7 +896,10 @@ fn hostile_or_newer_data_is_skipped_not_fatal() {
         let members = map_at(doc, &automerge::ROOT, schema::MEMBERS);
         doc.put(&members, "someone", "x").unwrap();
     });
-    deliver(&[change], &mut [&mut t.ann]);
+    // Received, it breaks the rules (a value where items are kept, a key that is no id).
+    refused_by(&mut t.ann, std::slice::from_ref(&change));
+    // Read anyway (as data stored before the rules were checked would be): skipped, not fatal.
+    t.ann.apply_unchecked(&[change]).unwrap();
     let items = t.ann.items();
     assert_eq!(items.len(), 1, "{items:?}");
     let newer = &items[0];
@@ -932,7 +980,7 @@ fn poisoned_change(log: &[Vec<u8>]) -> Vec<u8> {
         doc.put(&obj, "m", 3_u64).unwrap();
     });
     let mut cat = Circle::load(&member(3), log).unwrap();
-    cat.apply_changes(&[zeds]).unwrap();
+    cat.apply_unchecked(&[zeds]).unwrap();
     let cats = raw_edit(&mut cat, |doc| {
         let checkins = map_at(doc, &automerge::ROOT, schema::CHECKINS);
         let obj = map_at(doc, &checkins, "zzzzzzzzzz");
@@ -1360,7 +1408,11 @@ fn addresses_written_by_others_are_not_read() {
     assert!(t.ann.members()[1].addresses.is_empty());
     assert_eq!(t.ann.members()[2].invited_via, None);
     t.ann.apply_changes(std::slice::from_ref(&own)).unwrap();
-    t.bob.apply_changes(std::slice::from_ref(&forged)).unwrap();
+    refused_by(&mut t.bob, std::slice::from_ref(&forged));
+    // Read anyway, the forged values are not read.
+    t.bob
+        .apply_unchecked(std::slice::from_ref(&forged))
+        .unwrap();
     assert_eq!(t.ann.members()[1].addresses, mine);
     assert_eq!(t.bob.members(), t.ann.members());
     // Written after Bob's, the forgery hides his value but never shows its own.
@@ -1369,7 +1421,8 @@ fn addresses_written_by_others_are_not_read() {
         let bob = map_at(doc, &members, &member(2));
         doc.put(&bob, "a", "/ip4/203.0.113.66/tcp/4001").unwrap();
     });
-    t.bob.apply_changes(&[later]).unwrap();
+    refused_by(&mut t.bob, std::slice::from_ref(&later));
+    t.bob.apply_unchecked(&[later]).unwrap();
     assert!(t.bob.members()[1].addresses.is_empty());
     // Bob writes again and his value is back.
     assert!(t.bob.set_my_addresses(&mine, T0 + 1).unwrap().is_some());
@@ -1391,13 +1444,17 @@ fn invites_made_by_non_stewards_do_not_count() {
         doc.put(&invite, "c", T0).unwrap();
     });
     assert!(t.bob.invites().is_empty());
-    t.cat.apply_changes(&[forged]).unwrap();
+    refused_by(&mut t.cat, std::slice::from_ref(&forged));
+    t.cat.apply_unchecked(&[forged]).unwrap();
     assert!(t.cat.invites().is_empty());
     assert_eq!(
         t.cat.admit(&member(4), "Dan", &inv(1), T0),
         Err(CoreError::UnknownInvite(inv(1)))
     );
-    // A revocation written by someone who is neither creator nor steward is ignored.
+    // A revocation written by someone who is neither creator nor steward is refused (and
+    // ignored when read). A fresh circle: Cat's document above holds Bob's forgery, which
+    // Ann's does not, so Cat's next change could not apply at Ann at all.
+    let mut t = three();
     let real = t
         .ann
         .create_invite(&inv(2), [2; 32], T0 + DAY, 1, T0)
@@ -1409,7 +1466,8 @@ fn invites_made_by_non_stewards_do_not_count() {
         doc.put(&invite, "r", true).unwrap();
     });
     assert!(!t.cat.invite(&inv(2)).unwrap().revoked);
-    t.ann.apply_changes(&[revoke]).unwrap();
+    refused_by(&mut t.ann, std::slice::from_ref(&revoke));
+    t.ann.apply_unchecked(&[revoke]).unwrap();
     assert!(!t.ann.invite(&inv(2)).unwrap().revoked);
 }
 
@@ -1492,4 +1550,142 @@ fn new_change_sizes() {
     for c in [&invite, &admit, &addresses, &revoke, &role] {
         assert!(c.len() <= 300, "{} bytes", c.len());
     }
+}
+
+/// Item 5 of issue 4: a hostile member's daemon writes raw automerge changes that break the
+/// authorship table; every other member refuses each one, counts it, and shows nothing.
+#[test]
+fn every_forged_write_is_refused_by_the_other_members() {
+    type Forgery = fn(&mut automerge::AutoCommit, &str);
+    let forgeries: [(&str, Forgery); 12] = [
+        ("marks Ann's request fulfilled", |doc, req| {
+            let r = map_at(doc, &map_at(doc, &automerge::ROOT, "q"), req);
+            doc.put(&r, "s", "fulfilled").unwrap();
+        }),
+        ("edits Ann's request title", |doc, req| {
+            let r = map_at(doc, &map_at(doc, &automerge::ROOT, "q"), req);
+            doc.put(&r, "t", "something else").unwrap();
+        }),
+        ("deletes Ann's request", |doc, req| {
+            let q = map_at(doc, &automerge::ROOT, "q");
+            doc.delete(&q, req).unwrap();
+        }),
+        ("replaces Ann's request with its own map", |doc, req| {
+            let q = map_at(doc, &automerge::ROOT, "q");
+            let r = doc.put_object(&q, req, ObjType::Map).unwrap();
+            doc.put(&r, "t", "mine now").unwrap();
+        }),
+        ("withdraws Cat's claim", |doc, req| {
+            let r = map_at(doc, &map_at(doc, &automerge::ROOT, "q"), req);
+            let claims = map_at(doc, &r, "l");
+            doc.delete(&claims, member(3)).unwrap();
+        }),
+        ("rewrites Cat's claim", |doc, req| {
+            let r = map_at(doc, &map_at(doc, &automerge::ROOT, "q"), req);
+            let claim = map_at(doc, &map_at(doc, &r, "l"), &member(3));
+            doc.put(&claim, "a", 1_i64).unwrap();
+        }),
+        ("creates a new check-ins map", |doc, _| {
+            doc.put_object(&automerge::ROOT, "c", ObjType::Map).unwrap();
+        }),
+        ("renames the circle", |doc, _| {
+            doc.put(&automerge::ROOT, "n", "Bob's circle").unwrap();
+        }),
+        ("makes itself a steward", |doc, _| {
+            let entry = map_at(doc, &map_at(doc, &automerge::ROOT, "m"), &member(2));
+            doc.put(&entry, "r", "steward").unwrap();
+        }),
+        ("adds a member without an invite", |doc, _| {
+            let roster = map_at(doc, &automerge::ROOT, "m");
+            let entry = doc.put_object(&roster, member(4), ObjType::Map).unwrap();
+            doc.put(&entry, "n", "Dan").unwrap();
+            doc.put(&entry, "r", "member").unwrap();
+            doc.put(&entry, "j", T0).unwrap();
+        }),
+        ("publishes addresses on Ann's entry", |doc, _| {
+            let entry = map_at(doc, &map_at(doc, &automerge::ROOT, "m"), &member(1));
+            doc.put(&entry, "a", "/ip4/203.0.113.9/tcp/1").unwrap();
+        }),
+        ("makes an invite", |doc, _| {
+            let invites = map_at(doc, &automerge::ROOT, "i");
+            let invite = doc.put_object(&invites, inv(7), ObjType::Map).unwrap();
+            doc.put(&invite, "x", T0 + DAY).unwrap();
+        }),
+    ];
+    for (what, forge) in forgeries {
+        let mut t = three();
+        let req = iid(1);
+        let asked = t.ann.ask(&req, &ride("Ride"), T0).unwrap();
+        deliver(&[asked], &mut [&mut t.bob, &mut t.cat]);
+        let claim = t.cat.claim(&req, T0 + 1).unwrap();
+        deliver(&[claim], &mut [&mut t.ann, &mut t.bob]);
+        let forged = raw_edit(&mut t.bob, |doc| forge(doc, req.as_str()));
+        for c in [&mut t.ann, &mut t.cat] {
+            let (rejected, items, members, name) =
+                (c.rejected_count(), c.items(), c.members(), c.name());
+            assert!(
+                c.apply_changes(std::slice::from_ref(&forged)).is_err(),
+                "accepted: Bob {what}"
+            );
+            assert_eq!(c.rejected_count(), rejected + 1, "Bob {what}");
+            assert_eq!((c.items(), c.members(), c.name()), (items, members, name));
+            let last = c.recent_rejections().pop().unwrap();
+            assert_eq!(last.writer, member(2), "Bob {what}");
+        }
+    }
+}
+
+/// The daemon binds each change to its envelope's signer: a change made as Ann's actor but
+/// signed by Bob is refused, however harmless its content.
+#[test]
+fn a_change_signed_by_another_member_than_its_actor_is_refused() {
+    let mut t = three();
+    let anns = t.ann.checkin(&iid(1), Mood::Okay, None, T0).unwrap();
+    let before = t.cat.rejected_count();
+    assert!(t.cat.apply_signed(&[(member(2), anns.clone())]).is_err());
+    assert_eq!(t.cat.rejected_count(), before + 1);
+    assert!(t.cat.items().is_empty());
+    t.cat.apply_signed(&[(member(1), anns)]).unwrap();
+    assert_eq!(t.cat.items().len(), 1);
+    assert_eq!(t.cat.items()[0].author, member(1));
+}
+
+/// What a member may do stays accepted: the honest edits of every kind pass the rules
+/// at every other member (admission through an invite by a plain member included).
+#[test]
+fn honest_edits_of_every_kind_pass_the_rules() {
+    let mut t = three();
+    let mut edits = vec![
+        t.ann
+            .create_invite(&inv(1), [1; 32], T0 + DAY, 2, T0)
+            .unwrap(),
+        t.ann.set_role(&member(3), Role::Steward, T0).unwrap(),
+        t.ann
+            .set_my_addresses(&addrs(&["/ip4/192.0.2.1/tcp/1"]), T0)
+            .unwrap()
+            .unwrap(),
+        t.ann.ask(&iid(1), &ride("Ride"), T0).unwrap(),
+    ];
+    deliver(&edits, &mut [&mut t.bob, &mut t.cat]);
+    let bobs = vec![
+        t.bob.claim(&iid(1), T0 + 1).unwrap(),
+        t.bob.reply(&iid(1), &iid(2), "on my way", T0 + 1).unwrap(),
+        t.bob.admit(&member(4), "Dan", &inv(1), T0 + 1).unwrap(),
+        t.bob
+            .checkin(&iid(3), Mood::Low, Some("tired"), T0 + 2)
+            .unwrap(),
+        t.bob.unclaim(&iid(1), T0 + 3).unwrap(),
+    ];
+    deliver(&bobs, &mut [&mut t.ann, &mut t.cat]);
+    edits = vec![
+        t.ann.done(&iid(1), T0 + 4).unwrap(),
+        t.cat.revoke_invite(&inv(1), T0 + 4).unwrap(),
+    ];
+    deliver(&edits, &mut [&mut t.bob]);
+    for c in [&t.ann, &t.bob, &t.cat] {
+        assert_eq!(c.rejected_count(), 0);
+    }
+    assert_eq!(t.ann.members(), t.bob.members());
+    assert_eq!(t.ann.members().len(), 4);
+    assert_eq!(t.bob.items(), t.ann.items());
 }

@@ -609,7 +609,7 @@ impl Node {
                         && let Ok(plaintext) = envelope.open_verified(key)
                         && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
                     {
-                        changes.push(change);
+                        changes.push((envelope.header.author.to_string(), change));
                     }
                     let stop = stop.clone();
                     self.writer.append(
@@ -640,8 +640,21 @@ impl Node {
                 HashMap::new()
             };
             let roster_before = circle.doc.members();
-            if let Err(e) = circle.doc.apply_changes(&changes) {
+            let rejected_before = circle.doc.rejected_count();
+            if let Err(e) = circle.doc.apply_signed(&changes) {
                 tracing::warn!(error = %e, "some received changes were refused");
+            }
+            let rejected_now = circle.doc.rejected_count();
+            if rejected_now > rejected_before {
+                let recent = circle.doc.recent_rejections();
+                let new = usize::try_from(rejected_now - rejected_before).unwrap_or(usize::MAX);
+                for rejection in recent.iter().rev().take(new).rev() {
+                    tracing::warn!(
+                        writer = %rejection.writer,
+                        reason = %rejection.reason,
+                        "a member's change breaks the circle's rules; refused"
+                    );
+                }
             }
             let after = if watched {
                 circle.doc.items()

@@ -137,12 +137,22 @@ impl Node {
                     .open_verified(key)
                     .map_err(|e| DaemonError::Load(e.to_string()))?;
                 match Payload::decode(&plaintext) {
-                    Ok(Payload::Change(change)) => changes.push(change),
+                    Ok(Payload::Change(change)) => {
+                        changes.push((envelope.header.author.to_string(), change));
+                    }
                     Err(e) => tracing::warn!(error = %e, "undecodable payload skipped"),
                 }
             }
-            let doc = Circle::load(&member_id.to_string(), &changes)
+            // Envelopes are stored before their changes are checked, so the store can hold
+            // changes the rules refuse: they are refused again here, and the rest loads.
+            let mut doc = Circle::load_signed(&member_id.to_string(), &[])
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
+            if doc.apply_signed(&changes).is_err() {
+                tracing::warn!(
+                    refused = doc.rejected_count(),
+                    "stored changes that break the circle's rules were refused again"
+                );
+            }
             let epoch = keys.keys().next_back().copied().unwrap_or(0);
             // Served from the store from now on (Store::envelope), not held here.
             drop(envelopes);
@@ -595,6 +605,16 @@ fn circle_info(c: &CircleState) -> CircleInfo {
         name: c.doc.name(),
         members: c.doc.members().len(),
         items: c.doc.item_count(),
+        rejected_changes: c.doc.rejected_count(),
+        recent_rejections: c
+            .doc
+            .recent_rejections()
+            .into_iter()
+            .map(|r| kith_ipc::RejectionInfo {
+                writer: r.writer,
+                reason: r.reason,
+            })
+            .collect(),
     }
 }
 

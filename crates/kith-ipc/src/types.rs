@@ -178,6 +178,19 @@ pub struct CircleInfo {
     /// How many members the roster holds.
     pub members: usize,
     pub items: usize,
+    /// Received changes refused for breaking the circle's rules (a member writing what only
+    /// another may), and the latest few with who wrote them and why.
+    #[serde(default)]
+    pub rejected_changes: u64,
+    #[serde(default)]
+    pub recent_rejections: Vec<RejectionInfo>,
+}
+
+/// One refused change: whose, and why (never content).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectionInfo {
+    pub writer: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,607 @@
+//! Checking received changes against the rules before they are kept.
+//!
+//! Every member's daemon runs every change it receives through [`Checker::check`]: each
+//! operation is placed in the document's schema by the object it writes to (the check-ins
+//! map, request `x`, the claims of request `x`, member `m`'s roster entry, ...) and allowed
+//! only if [`rules::authorize`] allows its writer to make that write. The writer is the
+//! member whose actor made the change; the daemon has already bound that actor to the
+//! envelope's signer ([`crate::Circle::apply_signed`]).
+//!
+//! What a change may do must not depend on what else a member happens to have received, or
+//! members would disagree. Most checks are structural (an object's place in the schema and
+//! the actor that created it never change). The few that need state (is the writer a
+//! steward, is the invite of an admission valid) read the document as it was at the
+//! change's own dependencies, which every member sees alike.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, Value};
+
+use crate::rules::{self, Write};
+use crate::schema::{
+    ADDRESSES, CHECKINS, CLAIMS, INVITED_VIA, INVITES, MEMBERS, NAME, REPLIES, REQUESTS, REVOKED,
+    ROLE,
+};
+use crate::types::in_alphabet;
+use crate::{CoreError, Role, actor_for_member, invite_id_bytes};
+
+/// Keys of an invite map (`docs/document.md`).
+const INVITE_EXPIRES: &str = "x";
+const INVITE_USES: &str = "u";
+/// Key of a roster entry's join time.
+const JOINED_AT: &str = "j";
+
+/// Where an object sits in the schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    Root,
+    Roster,
+    Checkins,
+    Requests,
+    Replies,
+    Invites,
+    /// Member `m`'s roster entry.
+    Entry(String),
+    /// A check-in or request, created by `author` (an actor).
+    Item {
+        author: ActorId,
+        request: bool,
+    },
+    /// The claims map of a request created by `author`.
+    Claims,
+    /// The claim keyed by member `owner`.
+    Claim(String),
+    /// A reply created by `author`.
+    Reply {
+        author: ActorId,
+    },
+    /// An invite created by `creator`.
+    Invite {
+        creator: ActorId,
+    },
+    /// Anywhere the schema has nothing.
+    Outside,
+}
+
+/// The place of a new map written at `key` inside `parent` by `actor`.
+fn child_place(parent: &Place, key: &str, actor: &ActorId) -> Place {
+    match parent {
+        Place::Root => match key {
+            MEMBERS => Place::Roster,
+            CHECKINS => Place::Checkins,
+            REQUESTS => Place::Requests,
+            REPLIES => Place::Replies,
+            INVITES => Place::Invites,
+            _ => Place::Outside,
+        },
+        Place::Roster => Place::Entry(key.to_string()),
+        Place::Checkins => Place::Item {
+            author: actor.clone(),
+            request: false,
+        },
+        Place::Requests => Place::Item {
+            author: actor.clone(),
+            request: true,
+        },
+        Place::Item { request: true, .. } if key == CLAIMS => Place::Claims,
+        Place::Claims => Place::Claim(key.to_string()),
+        Place::Replies => Place::Reply {
+            author: actor.clone(),
+        },
+        Place::Invites => Place::Invite {
+            creator: actor.clone(),
+        },
+        _ => Place::Outside,
+    }
+}
+
+fn is_item_key(key: &str) -> bool {
+    key.len() == 10 && key.chars().all(in_alphabet)
+}
+
+fn refused(why: impl Into<String>) -> CoreError {
+    CoreError::Document(why.into())
+}
+
+/// Checks changes against a document that already holds them (a copy with the batch
+/// applied), so that objects created anywhere in the batch can be placed.
+pub(crate) struct Checker<'a> {
+    doc: &'a AutoCommit,
+    /// Whether a change without dependencies may still found the circle: only while the
+    /// document had no roster before this batch, and only once.
+    genesis_allowed: bool,
+    /// Roster keys by actor, from the document with the batch applied.
+    members_by_actor: HashMap<ActorId, String>,
+    places: HashMap<(u64, ActorId), Place>,
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn new(doc: &'a AutoCommit, genesis_allowed: bool) -> Checker<'a> {
+        let mut members_by_actor = HashMap::new();
+        if let Some(roster) = map_at(doc, &automerge::ROOT, MEMBERS, None) {
+            for entry in doc.map_range(&roster, ..) {
+                if let Ok(actor) = actor_for_member(&entry.key) {
+                    members_by_actor.insert(ActorId::from(actor), entry.key.to_string());
+                }
+            }
+        }
+        Checker {
+            doc,
+            genesis_allowed,
+            members_by_actor,
+            places: HashMap::new(),
+        }
+    }
+
+    /// The member id of `actor`, or the actor in hex when the roster has none.
+    pub(crate) fn writer_name(&self, actor: &ActorId) -> String {
+        self.members_by_actor
+            .get(actor)
+            .cloned()
+            .unwrap_or_else(|| actor.to_hex_string())
+    }
+
+    /// Whether every operation of `change` is one its writer may make.
+    pub(crate) fn check(&mut self, change: &Change) -> Result<(), CoreError> {
+        // Decoding asserts on some malformed input instead of failing.
+        let expanded = catch_unwind(AssertUnwindSafe(|| change.decode()))
+            .map_err(|_| refused("the change's operations do not decode"))?;
+        let actor = change.actor_id().clone();
+        let heads = change.deps().to_vec();
+        let writer = self.members_by_actor.get(&actor).cloned();
+        let genesis = heads.is_empty();
+        if genesis && !self.genesis_allowed {
+            return Err(refused(
+                "a change without history after the circle was founded",
+            ));
+        }
+        let Some(writer) = writer else {
+            return Err(CoreError::NotMember(actor.to_hex_string()));
+        };
+        // A writer's first change must come after its admission; every later change of
+        // theirs depends on the first, so this one check (as of the change's own history,
+        // the same for every member) covers them all.
+        if !genesis && change.seq() == 1 && self.role_at(&writer, &heads).is_none() {
+            return Err(CoreError::NotMember(writer));
+        }
+        let mut change_state = ChangeState::default();
+        let start = change.start_op().get();
+        for (index, op) in expanded.operations.iter().enumerate() {
+            let automerge::legacy::Key::Map(key) = &op.key else {
+                return Err(refused("the change writes to a list; the circle has none"));
+            };
+            if op.insert {
+                return Err(refused(
+                    "the change inserts into a list; the circle has none",
+                ));
+            }
+            let key = key.as_str();
+            let (parent, fresh_parent) = self.place_of(&op.obj, &actor, start)?;
+            let pred_actors: Vec<&ActorId> = op.pred.iter().map(|p| p.actor()).collect();
+            match &op.action {
+                automerge::legacy::OpType::Make(ObjType::Map) => {
+                    let place = child_place(&parent, key, &actor);
+                    self.may_make(&parent, &place, key, &writer, &heads, genesis)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                    if let Place::Entry(member) = &place {
+                        change_state.new_entries.push(member.clone());
+                    }
+                    let counter = start.saturating_add(index as u64);
+                    self.places.insert((counter, actor.clone()), place);
+                }
+                automerge::legacy::OpType::Make(_) => {
+                    return Err(refused("the change makes an object the schema has not"));
+                }
+                automerge::legacy::OpType::Put(value) => {
+                    if matches!(parent, Place::Checkins | Place::Requests | Place::Replies) {
+                        return Err(refused("the change puts a value where items are kept"));
+                    }
+                    self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                    if let Place::Entry(member) = &parent {
+                        change_state.entry_fields.push((
+                            member.clone(),
+                            key.to_string(),
+                            value.clone(),
+                        ));
+                    }
+                }
+                automerge::legacy::OpType::Delete | automerge::legacy::OpType::Increment(_) => {
+                    self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                }
+                automerge::legacy::OpType::MarkBegin(_) | automerge::legacy::OpType::MarkEnd(_) => {
+                    return Err(refused("the change marks text; the circle has none"));
+                }
+            }
+        }
+        for member in &change_state.new_entries {
+            self.may_add_entry(member, &writer, &heads, genesis, &change_state)?;
+        }
+        if genesis {
+            self.genesis_allowed = false;
+        }
+        Ok(())
+    }
+
+    /// The place of the object `obj`, and whether this change created it.
+    fn place_of(
+        &mut self,
+        obj: &automerge::legacy::ObjectId,
+        actor: &ActorId,
+        start: u64,
+    ) -> Result<(Place, bool), CoreError> {
+        let automerge::legacy::ObjectId::Id(id) = obj else {
+            return Ok((Place::Root, false));
+        };
+        let fresh = id.actor() == actor && id.counter() >= start;
+        let key = (id.counter(), id.actor().clone());
+        if let Some(place) = self.places.get(&key) {
+            return Ok((place.clone(), fresh));
+        }
+        let place = self.locate(id.counter(), id.actor());
+        self.places.insert(key, place.clone());
+        Ok((place, fresh))
+    }
+
+    /// Finds an object the document holds by its path from the root.
+    fn locate(&self, counter: u64, actor: &ActorId) -> Place {
+        let Ok(obj) = self.doc.import_obj(&format!("{counter}@{actor}")) else {
+            return Place::Outside;
+        };
+        let Ok(parents) = self.doc.parents(&obj) else {
+            return Place::Outside;
+        };
+        let mut place = Place::Root;
+        let path = parents.path();
+        for (step, (_, prop)) in path.iter().enumerate() {
+            let Prop::Map(key) = prop else {
+                return Place::Outside;
+            };
+            // The object at this step was created by the actor in its id: the path's next
+            // element's parent, or the object itself at the end.
+            let creator = match path.get(step + 1) {
+                Some((next_parent, _)) => actor_of(next_parent),
+                None => Some(actor.clone()),
+            };
+            let Some(creator) = creator else {
+                return Place::Outside;
+            };
+            place = child_place(&place, key, &creator);
+        }
+        place
+    }
+
+    /// May `writer` create the map `place` at `key` in `parent`?
+    fn may_make(
+        &self,
+        parent: &Place,
+        place: &Place,
+        key: &str,
+        writer: &str,
+        heads: &[ChangeHash],
+        genesis: bool,
+    ) -> Result<(), CoreError> {
+        match (parent, place) {
+            (Place::Root, Place::Outside) | (_, Place::Outside) => Err(refused(format!(
+                "the change makes an object at {key:?}, outside the schema"
+            ))),
+            (Place::Root, _) if genesis => Ok(()),
+            (Place::Root, _) => Err(refused(
+                "only the circle's first change creates its containers",
+            )),
+            // Checked with the entry's fields once the whole change is read.
+            (Place::Roster, Place::Entry(_)) => Ok(()),
+            (Place::Checkins | Place::Requests | Place::Replies, _) => {
+                if !is_item_key(key) {
+                    return Err(CoreError::InvalidId(key.to_string()));
+                }
+                for container in [CHECKINS, REQUESTS, REPLIES] {
+                    if let Some(map) = map_at(self.doc, &automerge::ROOT, container, Some(heads))
+                        && matches!(self.doc.get_at(&map, key, heads), Ok(Some(_)))
+                    {
+                        return Err(CoreError::IdInUse(key.to_string()));
+                    }
+                }
+                Ok(())
+            }
+            (Place::Item { author, .. }, Place::Claims) => authorize_actor(
+                &Write::Item {
+                    id: key,
+                    author: "",
+                },
+                author,
+                writer,
+                self,
+            ),
+            (Place::Claims, Place::Claim(owner)) => rules::authorize(
+                &Write::Claim { request: "", owner },
+                writer,
+                Some(Role::Member),
+            ),
+            (Place::Invites, Place::Invite { .. }) => {
+                invite_id_bytes(key)?;
+                rules::authorize(&Write::InviteCreate, writer, self.role_at(writer, heads))
+            }
+            _ => Err(refused(format!(
+                "the change makes an object at {key:?}, outside the schema"
+            ))),
+        }
+    }
+
+    /// May `writer` put or delete field `key` of an object at `parent`? `fresh`: the
+    /// object was created by this same change.
+    fn may_write_field(
+        &self,
+        parent: &Place,
+        fresh: bool,
+        key: &str,
+        actor: &ActorId,
+        writer: &str,
+        heads: &[ChangeHash],
+    ) -> Result<(), CoreError> {
+        match parent {
+            Place::Root if key == NAME && heads.is_empty() => Ok(()),
+            Place::Root if key == NAME => {
+                rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
+            }
+            Place::Root => Err(refused(format!(
+                "the change writes {key:?} at the top of the document"
+            ))),
+            Place::Roster => rules::authorize(&Write::Roster, writer, self.role_at(writer, heads)),
+            Place::Claims => rules::authorize(
+                &Write::Claim {
+                    request: "",
+                    owner: key,
+                },
+                writer,
+                Some(Role::Member),
+            ),
+            Place::Checkins | Place::Requests | Place::Replies => {
+                // Deleting an item: `may_overwrite` holds it to the item's author.
+                Ok(())
+            }
+            Place::Invites => Err(refused("only invites are written in the invites map")),
+            Place::Entry(owner) => match key {
+                ADDRESSES => {
+                    rules::authorize(&Write::Addresses { owner }, writer, Some(Role::Member))
+                }
+                ROLE if !fresh => {
+                    rules::authorize(&Write::Role, writer, self.role_at(writer, heads))
+                }
+                _ if fresh => Ok(()),
+                _ => rules::authorize(&Write::Roster, writer, self.role_at(writer, heads)),
+            },
+            Place::Item { author, .. } => authorize_actor(
+                &Write::Item {
+                    id: key,
+                    author: "",
+                },
+                author,
+                writer,
+                self,
+            ),
+            Place::Claim(owner) => rules::authorize(
+                &Write::Claim { request: "", owner },
+                writer,
+                Some(Role::Member),
+            ),
+            Place::Reply { author } => authorize_actor(
+                &Write::Reply {
+                    id: key,
+                    author: "",
+                },
+                author,
+                writer,
+                self,
+            ),
+            Place::Invite { creator } => {
+                if key == REVOKED {
+                    let creator = self
+                        .members_by_actor
+                        .get(creator)
+                        .map_or("", String::as_str);
+                    rules::authorize(
+                        &Write::InviteRevoke { id: key, creator },
+                        writer,
+                        self.role_at(writer, heads),
+                    )
+                } else if fresh && creator == actor {
+                    Ok(())
+                } else {
+                    Err(refused(
+                        "an invite's terms are written only when it is made",
+                    ))
+                }
+            }
+            Place::Outside => Err(refused(format!(
+                "the change writes {key:?} outside the schema"
+            ))),
+        }
+    }
+
+    /// Overwriting or deleting a value someone else wrote in an item container is
+    /// replacing their item: only its author may.
+    fn may_overwrite(
+        &self,
+        parent: &Place,
+        key: &str,
+        actor: &ActorId,
+        preds: &[&ActorId],
+        writer: &str,
+        _heads: &[ChangeHash],
+    ) -> Result<(), CoreError> {
+        if !matches!(parent, Place::Checkins | Place::Requests | Place::Replies) {
+            return Ok(());
+        }
+        match preds.iter().find(|p| **p != actor) {
+            None => Ok(()),
+            Some(other) => {
+                let author = self.members_by_actor.get(*other).map_or("", String::as_str);
+                rules::authorize(&Write::Item { id: key, author }, writer, Some(Role::Member))
+            }
+        }
+    }
+
+    /// A new roster entry: a steward's addition, the founder's own entry in the genesis,
+    /// or an admission by any member with a valid invite, checked as of the change's
+    /// dependencies (`rules::check_admit`, with the entry's join time for "now").
+    fn may_add_entry(
+        &self,
+        member: &str,
+        writer: &str,
+        heads: &[ChangeHash],
+        genesis: bool,
+        change: &ChangeState,
+    ) -> Result<(), CoreError> {
+        actor_for_member(member)?;
+        let field = |name: &str| {
+            change
+                .entry_fields
+                .iter()
+                .rev()
+                .find(|(m, key, _)| m == member && key == name)
+                .map(|(_, _, value)| value)
+        };
+        let role = field(ROLE).and_then(|v| v.as_str()).map(Role::from_stored);
+        if genesis {
+            return if member == writer && role == Some(Role::Steward) {
+                Ok(())
+            } else {
+                Err(refused(
+                    "the first change may only list its own writer, as steward",
+                ))
+            };
+        }
+        let writer_role = self.role_at(writer, heads);
+        if writer_role == Some(Role::Steward) {
+            return Ok(());
+        }
+        rules::authorize(&Write::Admit { invite: "" }, writer, writer_role)?;
+        if role != Some(Role::Member) {
+            return Err(CoreError::NotSteward);
+        }
+        let invite = field(INVITED_VIA)
+            .and_then(|v| v.as_str())
+            .ok_or(CoreError::NotSteward)?;
+        let joined_at = field(JOINED_AT).and_then(scalar_i64).unwrap_or(i64::MAX);
+        self.invite_admits(invite, joined_at, heads)
+    }
+
+    /// Whether invite `id`, as of `heads`, admits someone joining at `at`.
+    fn invite_admits(&self, id: &str, at: i64, heads: &[ChangeHash]) -> Result<(), CoreError> {
+        let unknown = || CoreError::UnknownInvite(id.to_string());
+        let invites =
+            map_at(self.doc, &automerge::ROOT, INVITES, Some(heads)).ok_or_else(unknown)?;
+        let invite = map_at(self.doc, &invites, id, Some(heads)).ok_or_else(unknown)?;
+        let creator = actor_of(&invite)
+            .and_then(|a| self.members_by_actor.get(&a).cloned())
+            .ok_or_else(unknown)?;
+        if self.role_at(&creator, heads) != Some(Role::Steward) {
+            return Err(unknown());
+        }
+        let get = |key: &str| match self.doc.get_at(&invite, key, heads) {
+            Ok(Some((Value::Scalar(s), _))) => Some(s.into_owned()),
+            _ => None,
+        };
+        if get(REVOKED).and_then(|v| v.as_bool()) == Some(true) {
+            return Err(CoreError::InviteRevoked(id.to_string()));
+        }
+        let expires = get(INVITE_EXPIRES)
+            .as_ref()
+            .and_then(scalar_i64)
+            .unwrap_or(0);
+        if at >= expires {
+            return Err(CoreError::InviteExpired(id.to_string()));
+        }
+        let uses = get(INVITE_USES).as_ref().and_then(scalar_i64).unwrap_or(0);
+        let roster =
+            map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads)).ok_or_else(unknown)?;
+        let used = self
+            .doc
+            .map_range_at(&roster, .., heads)
+            .filter(|entry| {
+                matches!(
+                    self.doc.get_at(entry.id(), INVITED_VIA, heads),
+                    Ok(Some((Value::Scalar(s), _))) if s.as_str() == Some(id)
+                )
+            })
+            .count();
+        if i64::try_from(used).unwrap_or(i64::MAX) >= uses {
+            return Err(CoreError::InviteUsedUp(id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `member`'s role as of `heads` (`None`: not in the roster then).
+    fn role_at(&self, member: &str, heads: &[ChangeHash]) -> Option<Role> {
+        let roster = map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads))?;
+        let entry = map_at(self.doc, &roster, member, Some(heads))?;
+        match self.doc.get_at(&entry, ROLE, heads) {
+            Ok(Some((Value::Scalar(s), _))) => {
+                Some(s.as_str().map_or(Role::Member, Role::from_stored))
+            }
+            _ => Some(Role::Member),
+        }
+    }
+}
+
+/// Fields a change writes on roster entries, and the entries it creates.
+#[derive(Default)]
+struct ChangeState {
+    new_entries: Vec<String>,
+    entry_fields: Vec<(String, String, automerge::ScalarValue)>,
+}
+
+/// An item- or reply-shaped write: allowed only to the actor that created the object.
+fn authorize_actor(
+    write: &Write<'_>,
+    author: &ActorId,
+    writer: &str,
+    checker: &Checker<'_>,
+) -> Result<(), CoreError> {
+    let author = checker
+        .members_by_actor
+        .get(author)
+        .map_or("", String::as_str);
+    let write = match *write {
+        Write::Item { id, .. } => Write::Item { id, author },
+        Write::Reply { id, .. } => Write::Reply { id, author },
+        other => other,
+    };
+    rules::authorize(&write, writer, Some(Role::Member))
+}
+
+/// The actor whose op created `obj`.
+fn actor_of(obj: &ObjId) -> Option<ActorId> {
+    match obj {
+        ObjId::Id(_, actor, _) => Some(actor.clone()),
+        ObjId::Root => None,
+    }
+}
+
+/// The map at `parent[key]`, as of `heads` when given.
+fn map_at(
+    doc: &AutoCommit,
+    parent: &ObjId,
+    key: &str,
+    heads: Option<&[ChangeHash]>,
+) -> Option<ObjId> {
+    let got = match heads {
+        Some(heads) => doc.get_at(parent, key, heads),
+        None => doc.get(parent, key),
+    };
+    match got {
+        Ok(Some((Value::Object(ObjType::Map), id))) => Some(id),
+        _ => None,
+    }
+}
+
+fn scalar_i64(value: &automerge::ScalarValue) -> Option<i64> {
+    match value {
+        automerge::ScalarValue::Int(i) => Some(*i),
+        automerge::ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+        _ => None,
+    }
+}
