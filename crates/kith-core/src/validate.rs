@@ -306,15 +306,9 @@ impl<'a> Checker<'a> {
                 }
                 Ok(())
             }
-            (Place::Item { author, .. }, Place::Claims) => authorize_actor(
-                &Write::Item {
-                    id: key,
-                    author: "",
-                },
-                author,
-                writer,
-                self,
-            ),
+            (Place::Item { author, .. }, Place::Claims) => {
+                self.only_author(key, author, writer, false)
+            }
             (Place::Claims, Place::Claim(owner)) => rules::authorize(
                 &Write::Claim { request: "", owner },
                 writer,
@@ -373,29 +367,13 @@ impl<'a> Checker<'a> {
                 _ if fresh => Ok(()),
                 _ => rules::authorize(&Write::Roster, writer, self.role_at(writer, heads)),
             },
-            Place::Item { author, .. } => authorize_actor(
-                &Write::Item {
-                    id: key,
-                    author: "",
-                },
-                author,
-                writer,
-                self,
-            ),
+            Place::Item { author, .. } => self.only_author(key, author, writer, false),
             Place::Claim(owner) => rules::authorize(
                 &Write::Claim { request: "", owner },
                 writer,
                 Some(Role::Member),
             ),
-            Place::Reply { author } => authorize_actor(
-                &Write::Reply {
-                    id: key,
-                    author: "",
-                },
-                author,
-                writer,
-                self,
-            ),
+            Place::Reply { author } => self.only_author(key, author, writer, true),
             Place::Invite { creator } => {
                 if key == REVOKED {
                     let creator = self
@@ -534,6 +512,23 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// An item or reply is written only by the member whose actor created it.
+    fn only_author(
+        &self,
+        id: &str,
+        author: &ActorId,
+        writer: &str,
+        reply: bool,
+    ) -> Result<(), CoreError> {
+        let author = self.members_by_actor.get(author).map_or("", String::as_str);
+        let write = if reply {
+            Write::Reply { id, author }
+        } else {
+            Write::Item { id, author }
+        };
+        rules::authorize(&write, writer, Some(Role::Member))
+    }
+
     /// `member`'s role as of `heads` (`None`: not in the roster then).
     fn role_at(&self, member: &str, heads: &[ChangeHash]) -> Option<Role> {
         let roster = map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads))?;
@@ -552,25 +547,6 @@ impl<'a> Checker<'a> {
 struct ChangeState {
     new_entries: Vec<String>,
     entry_fields: Vec<(String, String, automerge::ScalarValue)>,
-}
-
-/// An item- or reply-shaped write: allowed only to the actor that created the object.
-fn authorize_actor(
-    write: &Write<'_>,
-    author: &ActorId,
-    writer: &str,
-    checker: &Checker<'_>,
-) -> Result<(), CoreError> {
-    let author = checker
-        .members_by_actor
-        .get(author)
-        .map_or("", String::as_str);
-    let write = match *write {
-        Write::Item { id, .. } => Write::Item { id, author },
-        Write::Reply { id, .. } => Write::Reply { id, author },
-        other => other,
-    };
-    rules::authorize(&write, writer, Some(Role::Member))
 }
 
 /// The actor whose op created `obj`.
