@@ -293,6 +293,17 @@ impl Circle {
         Ok(())
     }
 
+    /// A change written before this member's roster entry arrived would not follow their
+    /// admission, and every other member would refuse it and everything after it: refuse
+    /// it here instead, with a clear error.
+    fn require_member(&self) -> Result<(), CoreError> {
+        if self.feed.members().iter().any(|m| m.id == self.me) {
+            Ok(())
+        } else {
+            Err(CoreError::NotMember(self.me.clone()))
+        }
+    }
+
     /// Counts a refused change and remembers why.
     fn reject(&mut self, writer: String, error: &CoreError) {
         self.rejected = self.rejected.saturating_add(1);
@@ -689,6 +700,7 @@ impl Circle {
         note: Option<&str>,
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
         let note = rules::check_optional_text("note", note, MAX_NOTE_CHARS)?;
         self.require_unused(id)?;
         let checkins = self.container(CHECKINS)?;
@@ -709,6 +721,7 @@ impl Circle {
         request: &NewRequest,
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
         let title = rules::check_text("title", &request.title, MAX_TITLE_CHARS)?;
         let details =
             rules::check_optional_text("details", request.details.as_deref(), MAX_DETAILS_CHARS)?;
@@ -732,6 +745,7 @@ impl Circle {
     }
 
     pub fn claim(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
         rules::check_claim(self.existing_item(id)?, &self.me)?;
         let claims = self.claims_obj(id)?;
         let me = self.me.clone();
@@ -781,6 +795,7 @@ impl Circle {
         text: &str,
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
         let text = rules::check_text("reply", text, MAX_REPLY_CHARS)?;
         rules::check_reply(self.feed.get(item.as_str()), item.as_str())?;
         self.require_unused(reply_id)?;

@@ -715,7 +715,20 @@ fn two_members_merge_both_ways() {
 fn changes_by_non_members_are_refused_even_after_they_join() {
     let (mut ann, genesis) = Circle::found(&member(1), "Ann", "Circle", T0).unwrap();
     let mut dan = Circle::load(&member(4), &[genesis]).unwrap();
-    let checkin = dan.checkin(&iid(1), Mood::Okay, None, T0).unwrap();
+    // Dan's own circle refuses to write before his entry is there...
+    assert_eq!(
+        dan.checkin(&iid(1), Mood::Okay, None, T0),
+        Err(CoreError::NotMember(member(4)))
+    );
+    // ...so a modified daemon writes it anyway.
+    let checkin = raw_edit(&mut dan, |doc| {
+        let checkins = map_at(doc, &automerge::ROOT, schema::CHECKINS);
+        let item = doc
+            .put_object(&checkins, iid(1).as_str(), ObjType::Map)
+            .unwrap();
+        doc.put(&item, "m", 3_u64).unwrap();
+        doc.put(&item, "c", T0).unwrap();
+    });
     assert!(
         dan.items().is_empty(),
         "an author outside the roster is not attributable"
@@ -761,13 +774,14 @@ fn changes_by_non_members_are_refused_even_after_they_join() {
 #[test]
 fn edits_before_genesis_are_refused() {
     let mut c = Circle::load(&member(1), &[]).unwrap();
+    // Nobody is a member of a circle without its genesis.
     assert!(matches!(
         c.checkin(&iid(1), Mood::Good, None, T0),
-        Err(CoreError::Document(_))
+        Err(CoreError::NotMember(_))
     ));
     assert!(matches!(
         c.ask(&iid(1), &ride("r"), T0),
-        Err(CoreError::Document(_))
+        Err(CoreError::NotMember(_))
     ));
     assert_eq!(c.name(), "");
     assert!(c.items().is_empty() && c.members().is_empty());
