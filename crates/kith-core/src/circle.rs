@@ -128,14 +128,6 @@ impl Circle {
         Ok(circle)
     }
 
-    /// [`Circle::load`] for changes with the member who signed each (the envelope's
-    /// author), as [`Circle::apply_signed`] checks them.
-    pub fn load_signed(me: &str, changes: &[(String, Vec<u8>)]) -> Result<Circle, CoreError> {
-        let mut circle = Circle::empty(me)?;
-        circle.apply_signed(changes)?;
-        Ok(circle)
-    }
-
     /// [`Circle::apply_changes`] for changes that arrived signed: each with the member id
     /// of its signer. A change whose automerge actor is not its signer's is refused (and
     /// counted in [`Circle::rejected_count`]): otherwise a member could sign a change
@@ -320,6 +312,14 @@ impl Circle {
     /// was loaded (a restart counts the stored ones again).
     pub fn rejected_count(&self) -> u64 {
         self.rejected
+    }
+
+    /// The refusals counted after [`Circle::rejected_count`] was `before` (at most the
+    /// latest 16), oldest first: what one apply refused.
+    pub fn rejections_since(&self, before: u64) -> Vec<Rejection> {
+        let new = usize::try_from(self.rejected.saturating_sub(before)).unwrap_or(usize::MAX);
+        let skip = self.recent_rejections.len().saturating_sub(new);
+        self.recent_rejections.iter().skip(skip).cloned().collect()
     }
 
     /// The latest refused changes, oldest first (at most 16).

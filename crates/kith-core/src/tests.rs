@@ -1643,8 +1643,10 @@ fn every_forged_write_is_refused_by_the_other_members() {
             );
             assert_eq!(c.rejected_count(), rejected + 1, "Bob {what}");
             assert_eq!((c.items(), c.members(), c.name()), (items, members, name));
-            let last = c.recent_rejections().pop().unwrap();
-            assert_eq!(last.writer, member(2), "Bob {what}");
+            let new = c.rejections_since(rejected);
+            assert_eq!(new.len(), 1, "Bob {what}");
+            assert_eq!(new[0].writer, member(2), "Bob {what}");
+            assert_eq!(c.recent_rejections().last(), new.first());
         }
     }
 }

@@ -48,7 +48,7 @@ enum Place {
         author: ActorId,
         request: bool,
     },
-    /// The claims map of a request created by `author`.
+    /// The claims map of a request.
     Claims,
     /// The claim keyed by member `owner`.
     Claim(String),
@@ -183,7 +183,7 @@ impl<'a> Checker<'a> {
                 automerge::legacy::OpType::Make(ObjType::Map) => {
                     let place = child_place(&parent, key, &actor);
                     self.may_make(&parent, &place, key, &writer, &heads, genesis)?;
-                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
                     if let Place::Entry(member) = &place {
                         change_state.new_entries.push(member.clone());
                     }
@@ -198,7 +198,7 @@ impl<'a> Checker<'a> {
                         return Err(refused("the change puts a value where items are kept"));
                     }
                     self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
-                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
                     if let Place::Entry(member) = &parent {
                         change_state.entry_fields.push((
                             member.clone(),
@@ -209,7 +209,7 @@ impl<'a> Checker<'a> {
                 }
                 automerge::legacy::OpType::Delete | automerge::legacy::OpType::Increment(_) => {
                     self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
-                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer, &heads)?;
+                    self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
                 }
                 automerge::legacy::OpType::MarkBegin(_) | automerge::legacy::OpType::MarkEnd(_) => {
                     return Err(refused("the change marks text; the circle has none"));
@@ -284,7 +284,7 @@ impl<'a> Checker<'a> {
         genesis: bool,
     ) -> Result<(), CoreError> {
         match (parent, place) {
-            (Place::Root, Place::Outside) | (_, Place::Outside) => Err(refused(format!(
+            (_, Place::Outside) => Err(refused(format!(
                 "the change makes an object at {key:?}, outside the schema"
             ))),
             (Place::Root, _) if genesis => Ok(()),
@@ -408,7 +408,6 @@ impl<'a> Checker<'a> {
         actor: &ActorId,
         preds: &[&ActorId],
         writer: &str,
-        _heads: &[ChangeHash],
     ) -> Result<(), CoreError> {
         if !matches!(parent, Place::Checkins | Place::Requests | Place::Replies) {
             return Ok(());

@@ -456,12 +456,7 @@ impl Node {
                 bytes,
                 respond,
             } => self.on_join_request(peer, &bytes, respond),
-            NetEvent::Oversized { peer, .. } => {
-                let now = u64::try_from(now_ms()).unwrap_or(0);
-                let offence = Offence::Oversized;
-                let disconnect = self.net.sync.record_offence(&peer, offence, now);
-                self.offended(peer, Some(offence), disconnect);
-            }
+            NetEvent::Oversized { peer, .. } => self.count_offence(peer, Offence::Oversized),
             _ => {}
         }
     }
@@ -532,9 +527,7 @@ impl Node {
             && !self.shared_circles(&peer).contains(&circle)
         {
             answer.nothing();
-            let offence = Offence::UnknownCircle;
-            let disconnect = self.net.sync.record_offence(&peer, offence, now);
-            self.offended(peer, Some(offence), disconnect);
+            self.count_offence(peer, Offence::UnknownCircle);
             return;
         }
         let Node {
@@ -576,6 +569,13 @@ impl Node {
         {
             self.accept(circle, handled.accepted);
         }
+    }
+
+    /// Counts an offence found outside the sync engine (which counts its own).
+    fn count_offence(&mut self, peer: PeerId, offence: Offence) {
+        let now = u64::try_from(now_ms()).unwrap_or(0);
+        let disconnect = self.net.sync.record_offence(&peer, offence, now);
+        self.offended(peer, Some(offence), disconnect);
     }
 
     /// Logs a bad message from `peer`, and keeps the peer out for a while once it has sent
@@ -644,17 +644,12 @@ impl Node {
             if let Err(e) = circle.doc.apply_signed(&changes) {
                 tracing::warn!(error = %e, "some received changes were refused");
             }
-            let rejected_now = circle.doc.rejected_count();
-            if rejected_now > rejected_before {
-                let recent = circle.doc.recent_rejections();
-                let new = usize::try_from(rejected_now - rejected_before).unwrap_or(usize::MAX);
-                for rejection in recent.iter().rev().take(new).rev() {
-                    tracing::warn!(
-                        writer = %rejection.writer,
-                        reason = %rejection.reason,
-                        "a member's change breaks the circle's rules; refused"
-                    );
-                }
+            for rejection in circle.doc.rejections_since(rejected_before) {
+                tracing::warn!(
+                    writer = %rejection.writer,
+                    reason = %rejection.reason,
+                    "a member's change breaks the circle's rules; refused"
+                );
             }
             let after = if watched {
                 circle.doc.items()

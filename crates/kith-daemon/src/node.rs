@@ -145,7 +145,7 @@ impl Node {
             }
             // Envelopes are stored before their changes are checked, so the store can hold
             // changes the rules refuse: they are refused again here, and the rest loads.
-            let mut doc = Circle::load_signed(&member_id.to_string(), &[])
+            let mut doc = Circle::load(&member_id.to_string(), &[])
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
             if doc.apply_signed(&changes).is_err() {
                 tracing::warn!(

@@ -434,6 +434,13 @@ impl Actor {
         self.send_response(protocol, channel, ResponseFrame::Bytes(bytes));
     }
 
+    /// Ends `peer`'s probation for misbehaving: disconnected and reported as refused.
+    fn refuse_on_probation(&mut self, peer: PeerId) {
+        self.swarm.behaviour_mut().gate.end_probation(&peer);
+        self.disconnect(peer);
+        self.emit(NetEvent::Refused { peer });
+    }
+
     fn send_response(
         &mut self,
         protocol: Protocol,
@@ -587,9 +594,7 @@ impl Actor {
                     // A peer on probation tried to sync: no answer, out it goes.
                     tracing::debug!(%peer, "sync request from a non-member; disconnecting");
                     drop(channel);
-                    self.swarm.behaviour_mut().gate.end_probation(&peer);
-                    self.disconnect(peer);
-                    self.emit(NetEvent::Refused { peer });
+                    self.refuse_on_probation(peer);
                     return;
                 }
                 let request = match request {
@@ -599,9 +604,7 @@ impl Actor {
                         self.send_response(protocol, channel, ResponseFrame::Reset);
                         if !self.swarm.behaviour().gate.is_allowed(&peer) {
                             // On probation, one strike is enough.
-                            self.swarm.behaviour_mut().gate.end_probation(&peer);
-                            self.disconnect(peer);
-                            self.emit(NetEvent::Refused { peer });
+                            self.refuse_on_probation(peer);
                             return;
                         }
                         self.emit(NetEvent::Oversized {

@@ -153,6 +153,16 @@ async fn allow(node: &Node, peers: &[PeerId]) {
         .unwrap();
 }
 
+/// Lets `joiner` dial `inviter` as a joiner does: inviter allowed and its address known.
+async fn knows(joiner: &Node, inviter: &Node) {
+    allow(joiner, &[inviter.peer]).await;
+    joiner
+        .net
+        .add_address(inviter.peer, inviter.addr.clone())
+        .await
+        .unwrap();
+}
+
 /// Makes `a` and `b` members of each other, connects them, and waits for both to see it.
 async fn pair(a: &mut Node, b: &mut Node) {
     allow(a, &[b.peer]).await;
@@ -301,12 +311,7 @@ async fn join_window_lets_a_joiner_use_join_only_until_admitted() {
     let mut a = node().await;
     let joiner = node().await;
     // The joiner adds the inviter to its allowed set first, then dials.
-    allow(&joiner, &[a.peer]).await;
-    joiner
-        .net
-        .add_address(a.peer, a.addr.clone())
-        .await
-        .unwrap();
+    knows(&joiner, &a).await;
 
     // Window closed: refused.
     let result = within(
@@ -398,12 +403,7 @@ async fn probation_deadline_closes_an_idle_unknown_peer() {
         c.idle_timeout = Duration::from_secs(600);
     })
     .await;
-    allow(&joiner, &[a.peer]).await;
-    joiner
-        .net
-        .add_address(a.peer, a.addr.clone())
-        .await
-        .unwrap();
+    knows(&joiner, &a).await;
     within("dial", joiner.net.dial(a.peer)).await.unwrap();
     assert!(connected(&mut a.events, joiner.peer).await);
     let started = tokio::time::Instant::now();
@@ -597,12 +597,7 @@ async fn closing_the_join_window_ends_probation() {
     let mut a = node().await;
     a.net.set_join_window(true).await.unwrap();
     let joiner = node().await;
-    allow(&joiner, &[a.peer]).await;
-    joiner
-        .net
-        .add_address(a.peer, a.addr.clone())
-        .await
-        .unwrap();
+    knows(&joiner, &a).await;
     within("dial", joiner.net.dial(a.peer)).await.unwrap();
     assert!(connected(&mut a.events, joiner.peer).await);
     a.net.set_join_window(false).await.unwrap();
@@ -691,12 +686,7 @@ async fn an_oversized_join_request_on_probation_ends_it() {
     })
     .await;
     let joiner = node().await;
-    allow(&joiner, &[a.peer]).await;
-    joiner
-        .net
-        .add_address(a.peer, a.addr.clone())
-        .await
-        .unwrap();
+    knows(&joiner, &a).await;
     a.net.set_join_window(true).await.unwrap();
     let got = within(
         "request",
