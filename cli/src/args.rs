@@ -64,7 +64,10 @@ pub enum Command {
         /// A short note.
         #[arg(long)]
         note: Option<String>,
-        /// Only these members may read it.
+        /// What would help right now, in your words.
+        #[arg(long, value_name = "TEXT")]
+        would_help: Option<String>,
+        /// Only these members (and you) may read it (repeatable).
         #[arg(long, value_name = "MEMBER")]
         to: Vec<String>,
     },
@@ -83,11 +86,100 @@ pub enum Command {
         /// "in 3 days".
         #[arg(long, value_name = "WHEN")]
         needed_by: Option<String>,
+        /// Start of a time window ending at --needed-by; with --every, the first day.
+        #[arg(long, value_name = "WHEN")]
+        from: Option<String>,
         #[arg(long)]
         urgent: bool,
-        /// Only these members may read it.
+        /// How soon, in plain words: today, this-week or whenever.
+        #[arg(long, value_name = "WORD")]
+        urgency: Option<String>,
+        /// How many helpers or portions are wanted.
+        #[arg(long, value_name = "N")]
+        helpers: Option<u32>,
+        /// A recurring need: the days, e.g. mon,wed,fri or daily. Expands into dated slots
+        /// that members claim one by one.
+        #[arg(long, value_name = "DAYS", requires = "for_")]
+        every: Option<String>,
+        /// How long a recurring need lasts: 3w, 10d...
+        #[arg(long = "for", id = "for_", value_name = "DURATION", requires = "every")]
+        for_: Option<String>,
+        /// The time of day of each slot (default 18:00).
+        #[arg(long, value_name = "HH:MM", requires = "every")]
+        at: Option<String>,
+        /// Only these members (and you) may read it (repeatable).
         #[arg(long, value_name = "MEMBER")]
         to: Vec<String>,
+    },
+    /// Offer help without being asked: "I can do Tuesday school pickups".
+    Offer {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        /// meals, childcare, ride, errand, talk, info or other.
+        #[arg(long, value_parser = parse_kind, default_value = "other")]
+        kind: String,
+        /// What you offer, in a few words.
+        title: String,
+        #[arg(long)]
+        details: Option<String>,
+        /// When it holds, in your words: "Tuesdays after school", "after 9 pm".
+        #[arg(long, value_name = "TEXT")]
+        when: Option<String>,
+        /// Only these members (and you) may read it (repeatable).
+        #[arg(long, value_name = "MEMBER")]
+        to: Vec<String>,
+    },
+    /// Standing offers of help that are still open.
+    Offers {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// Accept someone's offer of help.
+    Accept {
+        id: String,
+        /// A short message for them.
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Take back your offer.
+    Withdraw { id: String },
+    /// Gently ask a member to check in; only they see it.
+    Nudge {
+        member: String,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Thank the members who helped with your request (or one of them).
+    Thank {
+        id: String,
+        member: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Change the words or time of your check-in, request or offer.
+    Edit {
+        id: String,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        details: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, value_name = "WHEN")]
+        needed_by: Option<String>,
+        #[arg(long, value_name = "TEXT")]
+        when: Option<String>,
+    },
+    /// Your quiet hours, e.g. 22:00-07:00 (or "off"): notifications wait, and members see
+    /// them beside your name.
+    Quiet { hours: String },
+    /// Desktop notifications: discreet ("Kith: new activity") unless you opt in to detail.
+    Notify {
+        /// on: show who and what; off: discreet.
+        #[arg(long, value_parser = ["on", "off"])]
+        detail: Option<String>,
     },
     /// Make an invite code for someone to join the circle (default: 1 use, 24 h).
     Invite {
@@ -105,10 +197,22 @@ pub enum Command {
     },
     /// Join a circle with an invite code; waits until admitted. Prints the circle id.
     Join { code: String },
-    /// Offer to help with a request.
-    Claim { id: String },
+    /// Offer to help with a request (one slot of a recurring need).
+    Claim {
+        id: String,
+        /// The slot to take: its number or its date (2026-12-02).
+        #[arg(long)]
+        slot: Option<String>,
+        /// A short message: "I'll bring soup at 6". Claiming again changes it.
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Withdraw your offer to help.
-    Unclaim { id: String },
+    Unclaim {
+        id: String,
+        #[arg(long)]
+        slot: Option<String>,
+    },
     /// Mark your request fulfilled.
     Done { id: String },
     /// Cancel your request.
@@ -121,6 +225,18 @@ pub enum Command {
         circle: Option<String>,
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Only requests and offers still taking help.
+        #[arg(long)]
+        open: bool,
+        /// Only what you posted.
+        #[arg(long)]
+        mine: bool,
+        /// Only what you offered to help with.
+        #[arg(long)]
+        claimed_by_me: bool,
+        /// checkin, request, offer or nudge; or a kind of help (meals, ride...).
+        #[arg(long)]
+        kind: Option<String>,
     },
     /// One item with its claims and replies.
     Show { id: String },

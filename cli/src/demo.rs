@@ -372,6 +372,11 @@ async fn script(demo: &mut Demo, length: Duration) -> anyhow::Result<()> {
                 details: Some("the appointment is at 10".into()),
                 needed_by: None,
                 urgent: false,
+                window_start: None,
+                horizon: Some("this week".into()),
+                helpers: Some(1),
+                slots: Vec::new(),
+                to: Vec::new(),
             },
             |_| true,
         )
@@ -379,7 +384,11 @@ async fn script(demo: &mut Demo, length: Duration) -> anyhow::Result<()> {
     step.post(
         BOB,
         "Bob offers to help with Cy's ride.".into(),
-        Request::Claim { item: ride.clone() },
+        Request::Claim {
+            item: ride.clone(),
+            slot: None,
+            message: Some("I have the car that day".into()),
+        },
         |item| claimed_by(item, "Bob"),
     )
     .await?;
@@ -408,8 +417,19 @@ async fn script(demo: &mut Demo, length: Duration) -> anyhow::Result<()> {
     step.post(
         CY,
         "Cy marks the ride done.".into(),
-        Request::Done { item: ride },
+        Request::Done { item: ride.clone() },
         |item| item.status.as_deref() == Some("fulfilled"),
+    )
+    .await?;
+    step.post(
+        CY,
+        "Cy thanks Bob.".into(),
+        Request::Thank {
+            item: ride,
+            member: None,
+            note: Some("you made it easy".into()),
+        },
+        |item| !item.thanks.is_empty(),
     )
     .await?;
     step.check_in(CY, "good", "thank you both").await?;
@@ -433,6 +453,8 @@ impl Step<'_> {
                 circle: None,
                 mood: mood.into(),
                 note: Some(note.into()),
+                help: None,
+                to: Vec::new(),
             },
             |_| true,
         )
@@ -640,6 +662,7 @@ mod tests {
             status: Some("open".into()),
             claimed_by: Some(Vec::new()),
             replies: Vec::new(),
+            ..ItemInfo::default()
         }
     }
 

@@ -13,7 +13,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::Parser as _;
-use kith_ipc::{Client, ClientError, ErrorKind, Reply, Request};
+use kith_ipc::{Client, ClientError, ErrorKind, FeedFilter, Reply, Request};
 
 use crate::args::{CircleCommand, Cli, Command};
 
@@ -265,14 +265,16 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
             circle,
             mood,
             note,
+            would_help,
             to,
         } => {
-            refuse_audience(to)?;
             let reply = client
                 .request(&Request::CheckIn {
                     circle: circle.clone(),
                     mood: mood.clone(),
                     note: note.clone(),
+                    help: would_help.clone(),
+                    to: to.clone(),
                 })
                 .await?;
             output::created(&reply, json)
@@ -283,26 +285,130 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
             title,
             details,
             needed_by,
+            from,
             urgent,
+            urgency,
+            helpers,
+            every,
+            for_,
+            at,
             to,
         } => {
-            refuse_audience(to)?;
+            let request = ask_request(AskArgs {
+                circle,
+                kind,
+                title,
+                details,
+                needed_by,
+                from,
+                urgent: *urgent,
+                urgency,
+                helpers: *helpers,
+                every,
+                for_,
+                at,
+                to,
+            })
+            .map_err(Failure::Usage)?;
+            let reply = client.request(&request).await?;
+            output::created(&reply, json)
+        }
+        Command::Offer {
+            circle,
+            kind,
+            title,
+            details,
+            when,
+            to,
+        } => {
+            let reply = client
+                .request(&Request::Offer {
+                    circle: circle.clone(),
+                    kind: kind.clone(),
+                    title: title.clone(),
+                    details: details.clone(),
+                    when: when.clone(),
+                    to: to.clone(),
+                })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Offers { circle } => {
+            let reply = client
+                .request(&Request::Offers {
+                    circle: circle.clone(),
+                })
+                .await?;
+            output::offers(&reply, json)
+        }
+        Command::Accept { id, message } => {
+            let request = Request::Claim {
+                item: id.clone(),
+                slot: None,
+                message: message.clone(),
+            };
+            edit(&mut client, request, json).await
+        }
+        Command::Withdraw { id } => {
+            edit(&mut client, Request::Cancel { item: id.clone() }, json).await
+        }
+        Command::Nudge {
+            member,
+            circle,
+            note,
+        } => {
+            let reply = client
+                .request(&Request::Nudge {
+                    circle: circle.clone(),
+                    member: member.clone(),
+                    note: note.clone(),
+                })
+                .await?;
+            output::created(&reply, json)
+        }
+        Command::Thank { id, member, note } => {
+            let request = Request::Thank {
+                item: id.clone(),
+                member: member.clone(),
+                note: note.clone(),
+            };
+            edit(&mut client, request, json).await
+        }
+        Command::Edit {
+            id,
+            title,
+            details,
+            note,
+            needed_by,
+            when,
+        } => {
             let needed_by = needed_by
                 .as_deref()
                 .map(when::parse_when)
                 .transpose()
                 .map_err(Failure::Usage)?;
-            let reply = client
-                .request(&Request::Ask {
-                    circle: circle.clone(),
-                    kind: kind.clone(),
-                    title: title.clone(),
-                    details: details.clone(),
-                    needed_by,
-                    urgent: *urgent,
-                })
-                .await?;
-            output::created(&reply, json)
+            let request = Request::Edit {
+                item: id.clone(),
+                title: title.clone(),
+                details: details.clone(),
+                note: note.clone(),
+                needed_by,
+                when: when.clone(),
+            };
+            edit(&mut client, request, json).await
+        }
+        Command::Quiet { hours } => {
+            let hours = match hours.trim().to_lowercase().as_str() {
+                "off" | "none" => None,
+                _ => Some(hours.clone()),
+            };
+            let reply = client.request(&Request::Quiet { hours }).await?;
+            output::notify(&reply, json)
+        }
+        Command::Notify { detail } => {
+            let detail = detail.as_deref().map(|d| d == "on");
+            let reply = client.request(&Request::Notify { detail }).await?;
+            output::notify(&reply, json)
         }
         Command::Invite {
             circle,
@@ -329,9 +435,20 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                 .await?;
             output::created(&reply, json)
         }
-        Command::Claim { id } => edit(&mut client, Request::Claim { item: id.clone() }, json).await,
-        Command::Unclaim { id } => {
-            edit(&mut client, Request::Unclaim { item: id.clone() }, json).await
+        Command::Claim { id, slot, message } => {
+            let request = Request::Claim {
+                item: id.clone(),
+                slot: slot.clone(),
+                message: message.clone(),
+            };
+            edit(&mut client, request, json).await
+        }
+        Command::Unclaim { id, slot } => {
+            let request = Request::Unclaim {
+                item: id.clone(),
+                slot: slot.clone(),
+            };
+            edit(&mut client, request, json).await
         }
         Command::Done { id } => edit(&mut client, Request::Done { item: id.clone() }, json).await,
         Command::Cancel { id } => {
@@ -348,11 +465,24 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
             )
             .await
         }
-        Command::Feed { circle, limit } => {
+        Command::Feed {
+            circle,
+            limit,
+            open,
+            mine,
+            claimed_by_me,
+            kind,
+        } => {
             let reply = client
                 .request(&Request::Feed {
                     circle: circle.clone(),
                     limit: *limit,
+                    filter: FeedFilter {
+                        open: *open,
+                        mine: *mine,
+                        claimed_by_me: *claimed_by_me,
+                        kind: kind.clone(),
+                    },
                 })
                 .await?;
             output::feed(&reply, json)
@@ -389,16 +519,63 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
     }
 }
 
-/// Private audiences need per-audience keys (a later piece of work); refusing is safer than
-/// posting to the whole circle what was meant for a few.
-fn refuse_audience(to: &[String]) -> Result<(), Failure> {
-    if to.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::Failed(anyhow::anyhow!(
-            "private audiences (--to) are not available yet; nothing was posted"
-        )))
+/// What `kith ask` was given.
+struct AskArgs<'a> {
+    circle: &'a Option<String>,
+    kind: &'a str,
+    title: &'a str,
+    details: &'a Option<String>,
+    needed_by: &'a Option<String>,
+    from: &'a Option<String>,
+    urgent: bool,
+    urgency: &'a Option<String>,
+    helpers: Option<u32>,
+    every: &'a Option<String>,
+    for_: &'a Option<String>,
+    at: &'a Option<String>,
+    to: &'a [String],
+}
+
+/// Turns the words of `kith ask` into times and slots, in the local time zone.
+fn ask_request(args: AskArgs<'_>) -> Result<Request, String> {
+    let mut needed_by = args
+        .needed_by
+        .as_deref()
+        .map(when::parse_when)
+        .transpose()?;
+    if needed_by.is_none()
+        && let Some(word) = args.urgency
+    {
+        needed_by = when::horizon_deadline(word)?;
+    } else if let Some(word) = args.urgency {
+        when::horizon_deadline(word)?;
     }
+    let (window_start, slots) = match (args.every, args.for_) {
+        (Some(days), Some(length)) => (
+            None,
+            when::expand_slots(days, length, args.from.as_deref(), args.at.as_deref())?,
+        ),
+        _ => (
+            args.from.as_deref().map(when::parse_start).transpose()?,
+            Vec::new(),
+        ),
+    };
+    if window_start.is_some() && needed_by.is_none() {
+        return Err("--from needs --needed-by (the end of the window) or --every".into());
+    }
+    Ok(Request::Ask {
+        circle: args.circle.clone(),
+        kind: args.kind.to_string(),
+        title: args.title.to_string(),
+        details: args.details.clone(),
+        needed_by,
+        urgent: args.urgent,
+        window_start,
+        horizon: args.urgency.clone(),
+        helpers: args.helpers,
+        slots,
+        to: args.to.to_vec(),
+    })
 }
 
 async fn edit(client: &mut Client, request: Request, json: bool) -> Result<(), Failure> {

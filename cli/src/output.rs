@@ -139,11 +139,16 @@ pub fn done(request: &Request, reply: &Reply, json: bool) -> Result<(), Failure>
         return print_json(&serde_json::json!({ "id": id, "ok": true }));
     }
     let what = match request {
+        Request::Claim {
+            message: Some(_), ..
+        } => "you offered to help (with a message) with",
         Request::Claim { .. } => "you offered to help with",
         Request::Unclaim { .. } => "you withdrew your offer on",
         Request::Done { .. } => "marked fulfilled:",
-        Request::Cancel { .. } => "cancelled:",
+        Request::Cancel { .. } => "closed:",
         Request::Reply { .. } => "replied to",
+        Request::Thank { .. } => "thanked your helpers on",
+        Request::Edit { .. } => "edited",
         _ => "updated",
     };
     println!("{what} {id}");
@@ -209,6 +214,56 @@ pub fn feed(reply: &Reply, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
+pub fn offers(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Items { items } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(items);
+    }
+    if items.is_empty() {
+        println!("no open offers: `kith offer \"I can do Tuesday school pickups\"` posts one");
+    }
+    let now = Timestamp::now();
+    for item in items {
+        print_item(item, now, true);
+    }
+    Ok(())
+}
+
+pub fn notify(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Notify {
+        detail,
+        quiet,
+        sink,
+    } = reply
+    else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(&serde_json::json!({
+            "detail": detail,
+            "quiet": quiet,
+            "sink": sink,
+        }));
+    }
+    let shown = if *detail {
+        "with who and what"
+    } else {
+        "discreet (\"Kith: New activity\")"
+    };
+    let sink = match sink.as_str() {
+        "off" => "off: no desktop session",
+        other => other,
+    };
+    println!("notifications: {sink}; {shown}");
+    match quiet {
+        Some(q) => println!("quiet hours: {q} (notifications wait until they end)"),
+        None => println!("quiet hours: none"),
+    }
+    Ok(())
+}
+
 pub fn show(reply: &Reply, json: bool) -> Result<(), Failure> {
     let Reply::Item { item } = reply else {
         return Err(unexpected(reply));
@@ -255,51 +310,144 @@ pub async fn watch(client: &mut Client, json: bool) -> Result<(), Failure> {
 
 fn print_item(item: &ItemInfo, now: Timestamp, details: bool) {
     let when = relative(&item.created_at, now);
-    let short_id: String = item.id.chars().collect();
-    if item.kind == "checkin" {
-        let mood = item.mood_word.as_deref().unwrap_or("?");
-        let note = item
-            .note
-            .as_deref()
-            .map(|n| format!(": {}", one_line(n)))
-            .unwrap_or_default();
-        println!(
-            "{short_id}  {:<12} {:<16} checked in  {mood}{note}",
-            when,
-            clip(&item.author.name, 16)
-        );
-    } else {
-        let status = item.status.as_deref().unwrap_or("open");
-        let mut tags = vec![status.to_string()];
-        if item.urgent == Some(true) {
-            tags.push("URGENT".into());
-        }
-        if let Some(by) = &item.needed_by {
-            tags.push(format!("needed by {}", short_date(by)));
-        }
-        println!(
-            "{short_id}  {:<12} {:<16} asks [{}] {}  ({})",
-            when,
-            clip(&item.author.name, 16),
-            item.category.as_deref().unwrap_or("other"),
-            one_line(item.title.as_deref().unwrap_or("")),
-            tags.join(", ")
-        );
-        if details {
-            if let Some(text) = &item.details {
-                println!("{:<42}{}", "", one_line(text));
+    let lock = if item.private { "🔒 " } else { "" };
+    let head = format!(
+        "{}  {:<12} {:<16} {lock}",
+        item.id,
+        when,
+        clip(&item.author.name, 16)
+    );
+    let pad = format!("{:<42}", "");
+    match item.kind.as_str() {
+        "checkin" => {
+            let mood = match (item.mood, item.mood_word.as_deref()) {
+                (Some(n), Some(word)) => format!("{word} ({n}/5)"),
+                _ => "?".into(),
+            };
+            let note = item
+                .note
+                .as_deref()
+                .map(|n| format!(": {}", one_line(n)))
+                .unwrap_or_default();
+            println!("{head}checked in  {mood}{note}");
+            if let Some(help) = &item.help {
+                println!("{pad}what would help: {}", one_line(help));
             }
-            if let Some(claimed) = item.claimed_by.as_ref().filter(|c| !c.is_empty()) {
-                let names: Vec<&str> = claimed.iter().map(|a| a.name.as_str()).collect();
-                println!("{:<42}helping: {}", "", names.join(", "));
+        }
+        "nudge" => {
+            let target = item.target.as_ref().map_or("?", |t| t.name.as_str());
+            let note = item
+                .note
+                .as_deref()
+                .map(|n| format!(": {}", one_line(n)))
+                .unwrap_or_default();
+            println!("{head}asks {target} to check in{note}");
+        }
+        kind => {
+            let status = item.status.as_deref().unwrap_or("open");
+            let mut tags = vec![status.to_string()];
+            if item.urgent == Some(true) {
+                tags.push("URGENT".into());
+            }
+            if let Some(word) = &item.urgency {
+                tags.push(word.clone());
+            }
+            match (&item.window_start, &item.needed_by) {
+                (Some(start), Some(end)) => {
+                    tags.push(format!("{} – {}", short_date(start), short_date(end)))
+                }
+                (None, Some(by)) => tags.push(format!("needed by {}", short_date(by))),
+                _ => {}
+            }
+            if let Some(n) = item.helpers {
+                let found = item.claimed_by.as_ref().map_or(0, Vec::len);
+                tags.push(format!("{found}/{n} helpers"));
+            }
+            if !item.slots.is_empty() {
+                let taken = item.slots.iter().filter(|s| s.taken_by.is_some()).count();
+                tags.push(format!("{taken}/{} slots taken", item.slots.len()));
+            }
+            if let Some(w) = &item.when {
+                tags.push(one_line(w));
+            }
+            let verb = if kind == "offer" { "offers" } else { "asks" };
+            println!(
+                "{head}{verb} [{}] {}  ({})",
+                item.category.as_deref().unwrap_or("other"),
+                one_line(item.title.as_deref().unwrap_or("")),
+                tags.join(", ")
+            );
+            if details {
+                if let Some(text) = &item.details {
+                    println!("{pad}{}", one_line(text));
+                }
+                for claim in &item.claims {
+                    let role = if claim.standby {
+                        "standby"
+                    } else if kind == "offer" {
+                        "accepted"
+                    } else {
+                        "helping"
+                    };
+                    let message = claim
+                        .message
+                        .as_deref()
+                        .map(|m| format!(": {}", one_line(m)))
+                        .unwrap_or_default();
+                    println!("{pad}{role}: {}{message}", clip(&claim.member.name, 24));
+                }
+                for slot in &item.slots {
+                    let who = slot
+                        .taken_by
+                        .as_ref()
+                        .map_or("free".to_string(), |a| clip(&a.name, 24));
+                    let standby: Vec<String> = slot
+                        .claims
+                        .iter()
+                        .filter(|c| c.standby)
+                        .map(|c| clip(&c.member.name, 24))
+                        .collect();
+                    let standby = if standby.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (standby: {})", standby.join(", "))
+                    };
+                    println!(
+                        "{pad}slot {:>2}  {}  {who}{standby}",
+                        slot.id,
+                        short_date(&slot.at)
+                    );
+                }
+                for thanks in &item.thanks {
+                    let note = thanks
+                        .note
+                        .as_deref()
+                        .map(|n| format!(": {}", one_line(n)))
+                        .unwrap_or_default();
+                    println!("{pad}thanked {}{note}", clip(&thanks.member.name, 24));
+                }
+                if item.my_claim.as_deref() == Some("standby") {
+                    println!(
+                        "{pad}you are on standby: another member took the last spot first; \
+                         you move up if they withdraw"
+                    );
+                }
             }
         }
     }
     if details {
+        if let Some(audience) = &item.audience {
+            let names: Vec<String> = audience.iter().map(|a| clip(&a.name, 24)).collect();
+            let to = if names.is_empty() {
+                "only you".to_string()
+            } else {
+                names.join(", ")
+            };
+            println!("{pad}private to {to}");
+        }
         for reply in &item.replies {
             println!(
-                "{:<42}↳ {} ({}): {}",
-                "",
+                "{pad}↳ {} ({}): {}",
                 reply.author.name,
                 relative(&reply.created_at, now),
                 one_line(&reply.text)

@@ -58,6 +58,173 @@ fn parse_at(text: &str, now: &Zoned) -> Result<i64, String> {
     Ok(zoned.timestamp().as_millisecond())
 }
 
+/// The start of a time window: like [`parse_when`], but a bare day means its start.
+pub fn parse_start(text: &str) -> Result<i64, String> {
+    parse_start_at(text, &Zoned::now())
+}
+
+fn parse_start_at(text: &str, now: &Zoned) -> Result<i64, String> {
+    let ms = parse_at(text, now)?;
+    let zoned = Timestamp::from_millisecond(ms)
+        .map_err(|e| e.to_string())?
+        .to_zoned(now.time_zone().clone());
+    if zoned.hour() == 23 && zoned.minute() == 59 && zoned.second() == 59 {
+        let start = zoned
+            .date()
+            .to_zoned(now.time_zone().clone())
+            .map_err(|e| e.to_string())?;
+        return Ok(start
+            .timestamp()
+            .as_millisecond()
+            .max(now.timestamp().as_millisecond()));
+    }
+    Ok(ms)
+}
+
+/// The deadline an urgency word implies when no --needed-by is given: the end of today,
+/// the end of Sunday, or none.
+pub fn horizon_deadline(word: &str) -> Result<Option<i64>, String> {
+    horizon_deadline_at(word, &Zoned::now())
+}
+
+fn horizon_deadline_at(word: &str, now: &Zoned) -> Result<Option<i64>, String> {
+    match word.trim().to_lowercase().replace(['-', '_'], " ").as_str() {
+        "today" => parse_at("today", now).map(Some),
+        "this week" | "week" => {
+            if now.date().weekday() == civil::Weekday::Sunday {
+                parse_at("today", now).map(Some)
+            } else {
+                parse_at("sunday", now).map(Some)
+            }
+        }
+        "whenever" | "any time" | "anytime" => Ok(None),
+        _ => Err(format!(
+            "unknown urgency {word:?}; expected today, this-week or whenever"
+        )),
+    }
+}
+
+/// The most slots a recurring need may have (kith-core refuses more).
+const MAX_SLOTS: usize = 62;
+
+/// Expands a recurring need into slot times: every day of `days` (mon,wed,fri or daily)
+/// for `length` (3w, 10d) from `from` (default today) at `at` (default 18:00), skipping
+/// times already past.
+pub fn expand_slots(
+    days: &str,
+    length: &str,
+    from: Option<&str>,
+    at: Option<&str>,
+) -> Result<Vec<i64>, String> {
+    expand_slots_at(days, length, from, at, &Zoned::now())
+}
+
+fn expand_slots_at(
+    days: &str,
+    length: &str,
+    from: Option<&str>,
+    at: Option<&str>,
+    now: &Zoned,
+) -> Result<Vec<i64>, String> {
+    let weekdays: Vec<civil::Weekday> = match days.trim().to_lowercase().as_str() {
+        "daily" | "day" | "every day" | "everyday" => {
+            use civil::Weekday::*;
+            vec![
+                Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+            ]
+        }
+        "weekdays" => {
+            use civil::Weekday::*;
+            vec![Monday, Tuesday, Wednesday, Thursday, Friday]
+        }
+        list => list
+            .split([',', ' ', '/'])
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                weekday(d).ok_or_else(|| {
+                    format!("unknown day {d:?} in --every; try mon,wed,fri, weekdays or daily")
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if weekdays.is_empty() {
+        return Err("--every names no day; try mon,wed,fri".into());
+    }
+    let span = humantime::parse_duration(length.trim())
+        .map_err(|e| format!("cannot understand --for {length:?} ({e}); try 3w or 10d"))?;
+    let days_long = i64::try_from(span.as_secs() / 86_400).unwrap_or(i64::MAX);
+    if !(1..=366).contains(&days_long) {
+        return Err("--for must be between 1 day and a year".into());
+    }
+    let (hour, minute) = match at {
+        None => (18, 0),
+        Some(text) => parse_clock(text)?,
+    };
+    let first = match from {
+        None => now.date(),
+        Some(text) => Timestamp::from_millisecond(parse_start_at(text, now)?)
+            .map_err(|e| e.to_string())?
+            .to_zoned(now.time_zone().clone())
+            .date(),
+    };
+    let mut slots = Vec::new();
+    let mut date = first;
+    for _ in 0..days_long {
+        if weekdays.contains(&date.weekday()) {
+            let when = date
+                .at(hour, minute, 0, 0)
+                .to_zoned(now.time_zone().clone())
+                .map_err(|e| e.to_string())?;
+            if when.timestamp() > now.timestamp() {
+                slots.push(when.timestamp().as_millisecond());
+            }
+        }
+        date = date.tomorrow().map_err(|e| e.to_string())?;
+    }
+    if slots.is_empty() {
+        return Err(
+            "the recurring need has no future slot; check --every, --for and --from".into(),
+        );
+    }
+    if slots.len() > MAX_SLOTS {
+        return Err(format!(
+            "that makes {} slots; at most {MAX_SLOTS}: shorten --for or name fewer days",
+            slots.len()
+        ));
+    }
+    Ok(slots)
+}
+
+/// "18:00", "6pm", "9:30am".
+fn parse_clock(text: &str) -> Result<(i8, i8), String> {
+    let bad = || format!("cannot understand the time {text:?}; try 18:00");
+    let t = text.trim().to_lowercase();
+    let (body, offset) = if let Some(b) = t.strip_suffix("pm") {
+        (b.trim(), 12)
+    } else if let Some(b) = t.strip_suffix("am") {
+        (b.trim(), 0)
+    } else {
+        (t.as_str(), 0)
+    };
+    let (h, m) = match body.split_once(':') {
+        Some((h, m)) => (h, m),
+        None => (body, "0"),
+    };
+    let h: i8 = h.parse().map_err(|_| bad())?;
+    let m: i8 = m.parse().map_err(|_| bad())?;
+    let h = if offset == 12 && h < 12 {
+        h + 12
+    } else if offset == 0 && t.ends_with("am") && h == 12 {
+        0
+    } else {
+        h
+    };
+    if !(0..24).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    Ok((h, m))
+}
+
 fn weekday(text: &str) -> Option<civil::Weekday> {
     use civil::Weekday::*;
     Some(match text {
@@ -117,6 +284,39 @@ mod tests {
         assert_eq!(at("2026-12-01T18:00").unwrap(), "2026-12-01T18:00:00Z");
         assert_eq!(at("2026-12-01 18:00").unwrap(), "2026-12-01T18:00:00Z");
         assert_eq!(at("2026-12-01T18:00:00Z").unwrap(), "2026-12-01T18:00:00Z");
+    }
+
+    #[test]
+    fn recurring_needs_expand_into_slots() {
+        // 2026-11-22 (a Sunday) 10:00 UTC: three weeks of Mon/Wed/Fri at 18:00.
+        let slots = expand_slots_at("mon,wed,fri", "3w", None, None, &now()).unwrap();
+        assert_eq!(slots.len(), 9);
+        let first = Timestamp::from_millisecond(slots[0]).unwrap().to_string();
+        assert_eq!(first, "2026-11-23T18:00:00Z");
+        let daily = expand_slots_at("daily", "2d", None, Some("9am"), &now()).unwrap();
+        // Today's 09:00 has passed: only tomorrow's.
+        assert_eq!(daily.len(), 1);
+        assert!(expand_slots_at("funday", "3w", None, None, &now()).is_err());
+        assert!(expand_slots_at("mon", "soon", None, None, &now()).is_err());
+        assert!(expand_slots_at("daily", "365d", None, None, &now()).is_err());
+        assert!(expand_slots_at("mon", "3w", None, Some("25:00"), &now()).is_err());
+    }
+
+    #[test]
+    fn urgency_words_set_a_deadline() {
+        let day = horizon_deadline_at("today", &now()).unwrap().unwrap();
+        assert_eq!(
+            Timestamp::from_millisecond(day).unwrap().to_string(),
+            "2026-11-22T23:59:59Z"
+        );
+        assert!(horizon_deadline_at("this-week", &now()).unwrap().is_some());
+        assert_eq!(horizon_deadline_at("whenever", &now()).unwrap(), None);
+        assert!(horizon_deadline_at("asap", &now()).is_err());
+        let start = parse_start_at("2026-12-01", &now()).unwrap();
+        assert_eq!(
+            Timestamp::from_millisecond(start).unwrap().to_string(),
+            "2026-12-01T00:00:00Z"
+        );
     }
 
     #[test]

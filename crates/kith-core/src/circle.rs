@@ -7,18 +7,25 @@ use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ReadDoc};
 use autosurgeon::{reconcile, reconcile_prop};
 
-use crate::feed::{Feed, Touched, child_map};
+use automerge::ScalarValue;
+
+use crate::feed::{self, Feed, Touched, child_map};
+use crate::private::{self, Content, Keyring};
 use crate::schema::{
     ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, INVITES, InviteDoc, MEMBERS,
-    MemberDoc, REPLIES, REQUESTS, REVOKED, ROLE, ReplyDoc, RequestDoc, STATUS, STATUS_CANCELLED,
-    STATUS_FULFILLED, STATUS_OPEN, UPDATED_AT,
+    MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ROLE,
+    ReplyDoc, RequestDoc, SEALED_MESSAGE, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED,
+    STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, SealedRequestDoc, SlotDoc, THANKS,
+    UPDATED_AT,
 };
 use crate::types::in_alphabet;
 use crate::validate;
 use crate::{
-    CoreError, InviteView, ItemId, ItemView, MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS,
-    MAX_MEMBER_NAME_CHARS, MAX_NOTE_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS, MemberView, Mood,
-    NewRequest, Role, actor_for_member, invite_id_bytes, rules,
+    CoreError, InviteView, ItemEdit, ItemId, ItemKind, ItemView, MAX_AUDIENCE,
+    MAX_CIRCLE_NAME_CHARS, MAX_DETAILS_CHARS, MAX_HELP_CHARS, MAX_MEMBER_NAME_CHARS,
+    MAX_MESSAGE_CHARS, MAX_NOTE_CHARS, MAX_QUIET_CHARS, MAX_REPLY_CHARS, MAX_TITLE_CHARS,
+    MAX_WHEN_CHARS, MemberView, Mood, NewCheckin, NewOffer, NewRequest, Role, actor_for_member,
+    invite_id_bytes, rules,
 };
 
 /// Chunk type byte of an uncompressed change (after 4 magic and 4 checksum bytes).
@@ -111,6 +118,8 @@ impl Circle {
             requests: BTreeMap::new(),
             replies: BTreeMap::new(),
             invites: BTreeMap::new(),
+            offers: BTreeMap::new(),
+            nudges: BTreeMap::new(),
         };
         let change = circle.write(Touched::All, |doc| {
             reconcile(doc, &genesis).map_err(doc_err)
@@ -422,6 +431,12 @@ impl Circle {
         self.doc.update_diff_cursor();
     }
 
+    /// Ids of the items the last edit or apply touched (created, changed, claimed, replied
+    /// to); `None` when it read the whole circle again (a roster change, a first load).
+    pub fn last_touched(&self) -> Option<&[String]> {
+        self.feed.last_touched()
+    }
+
     /// The local member's id.
     pub fn me(&self) -> &str {
         &self.me
@@ -479,6 +494,46 @@ impl Circle {
         }
     }
 
+    /// Finds the member `text` names: a member id, an unambiguous prefix of one, or a
+    /// unique name (case-insensitive).
+    pub fn resolve_member(&self, text: &str) -> Result<String, CoreError> {
+        let t = text.trim();
+        let members = self.feed.members();
+        if let Some(m) = members.iter().find(|m| m.id == t) {
+            return Ok(m.id.clone());
+        }
+        let lower = t.to_ascii_lowercase();
+        let by_prefix: Vec<&MemberView> = if lower.len() >= 4 {
+            members
+                .iter()
+                .filter(|m| m.id.starts_with(&lower))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let by_name: Vec<&MemberView> = members
+            .iter()
+            .filter(|m| m.name.to_lowercase() == t.to_lowercase())
+            .collect();
+        match (by_name.as_slice(), by_prefix.as_slice()) {
+            ([one], _) | ([], [one]) => Ok(one.id.clone()),
+            ([], []) => Err(CoreError::NotMember(text.to_string())),
+            _ => Err(CoreError::Invalid {
+                what: "member",
+                why: format!("{text:?} names more than one member; give more of the id"),
+            }),
+        }
+    }
+
+    /// A member's name, for messages.
+    pub fn member_name(&self, id: &str) -> Option<String> {
+        self.feed
+            .members()
+            .iter()
+            .find(|m| m.id == id)
+            .map(|m| m.name.clone())
+    }
+
     fn root_map(&self, key: &str) -> Option<ObjId> {
         child_map(&self.doc, &automerge::ROOT, key)
     }
@@ -492,8 +547,10 @@ impl Circle {
 
     /// Refuses an id already used by any item or reply, so an edit never overwrites.
     fn require_unused(&self, id: &ItemId) -> Result<(), CoreError> {
-        for key in [CHECKINS, REQUESTS, REPLIES] {
-            let map = self.container(key)?;
+        for key in [CHECKINS, REQUESTS, REPLIES, OFFERS, NUDGES] {
+            let Some(map) = self.root_map(key) else {
+                continue;
+            };
             if self.doc.get(&map, id.as_str()).map_err(doc_err)?.is_some() {
                 return Err(CoreError::IdInUse(id.to_string()));
             }
@@ -508,10 +565,11 @@ impl Circle {
             .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
     }
 
-    /// The request object `id` for an edit.
-    fn request_obj(&self, id: &ItemId) -> Result<ObjId, CoreError> {
-        child_map(&self.doc, &self.container(REQUESTS)?, id.as_str())
-            .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
+    /// Lets the circle seal and open private items as the local member. The feed is read
+    /// again, so that private items already held become readable.
+    pub fn set_keyring(&mut self, keyring: std::sync::Arc<dyn Keyring>) {
+        self.feed.set_keyring(keyring);
+        self.feed.refresh(&self.doc, Touched::All);
     }
 
     /// Runs one edit as one change, committed with time 0 (times live in fields, and a
@@ -700,91 +758,522 @@ impl Circle {
         note: Option<&str>,
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
+        let checkin = NewCheckin {
+            mood,
+            note: note.map(str::to_string),
+            help: None,
+        };
+        self.post_checkin(id, &checkin, &[], now)
+    }
+
+    /// Posts a check-in; with an `audience`, only those members (and the local member) can
+    /// read it.
+    pub fn post_checkin(
+        &mut self,
+        id: &ItemId,
+        checkin: &NewCheckin,
+        audience: &[String],
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
         self.require_member()?;
-        let note = rules::check_optional_text("note", note, MAX_NOTE_CHARS)?;
+        let note = rules::check_optional_text("note", checkin.note.as_deref(), MAX_NOTE_CHARS)?;
+        let help =
+            rules::check_optional_text("what would help", checkin.help.as_deref(), MAX_HELP_CHARS)?;
         self.require_unused(id)?;
         let checkins = self.container(CHECKINS)?;
-        let checkin = CheckinDoc {
-            mood: mood.value(),
+        let touched = Touched::Keys(vec![(CHECKINS, id.to_string())]);
+        if audience.is_empty() {
+            let checkin = CheckinDoc {
+                mood: checkin.mood.value(),
+                note,
+                help,
+                created_at: now,
+            };
+            return self.write(touched, |doc| {
+                reconcile_prop(doc, &checkins, id.as_str(), &checkin).map_err(doc_err)
+            });
+        }
+        let content = Content {
+            mood: Some(checkin.mood.value()),
             note,
+            help,
+            ..Content::default()
+        };
+        let (sealed, key_slots) = self.seal(id, audience, content)?;
+        let doc_item = SealedDoc {
+            sealed: sealed.into(),
+            key_slots: key_slots.into(),
             created_at: now,
         };
-        let touched = Touched::Keys(vec![(CHECKINS, id.to_string())]);
         self.write(touched, |doc| {
-            reconcile_prop(doc, &checkins, id.as_str(), &checkin).map_err(doc_err)
+            reconcile_prop(doc, &checkins, id.as_str(), &doc_item).map_err(doc_err)
         })
     }
 
+    /// Posts a help request every member can read.
     pub fn ask(
         &mut self,
         id: &ItemId,
         request: &NewRequest,
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
+        self.ask_to(id, request, &[], now)
+    }
+
+    /// Posts a help request; with an `audience`, only those members (and the local member)
+    /// can read what it asks.
+    pub fn ask_to(
+        &mut self,
+        id: &ItemId,
+        request: &NewRequest,
+        audience: &[String],
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
         self.require_member()?;
         let title = rules::check_text("title", &request.title, MAX_TITLE_CHARS)?;
         let details =
             rules::check_optional_text("details", request.details.as_deref(), MAX_DETAILS_CHARS)?;
+        rules::check_request_terms(request)?;
         self.require_unused(id)?;
         let requests = self.container(REQUESTS)?;
-        let doc_request = RequestDoc {
-            kind: request.kind.as_str().to_string(),
-            title,
+        let slot_times: BTreeMap<String, i64> = request
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, at)| (slot_id(i), *at))
+            .collect();
+        let touched = Touched::Keys(vec![(REQUESTS, id.to_string())]);
+        if audience.is_empty() {
+            let doc_request = RequestDoc {
+                kind: request.kind.as_str().to_string(),
+                title,
+                details,
+                needed_by: request.needed_by,
+                urgent: request.urgent,
+                window_start: request.window_start,
+                horizon: request.horizon.map(|h| h.as_str().to_string()),
+                helpers: request.helpers,
+                status: STATUS_OPEN.to_string(),
+                created_at: now,
+                updated_at: now,
+                claims: BTreeMap::new(),
+                slots: slot_times
+                    .iter()
+                    .map(|(slot, at)| (slot.clone(), new_slot(Some(*at))))
+                    .collect(),
+            };
+            return self.write(touched, |doc| {
+                reconcile_prop(doc, &requests, id.as_str(), &doc_request).map_err(doc_err)
+            });
+        }
+        let content = Content {
+            kind: Some(request.kind.as_str().to_string()),
+            title: Some(title),
             details,
             needed_by: request.needed_by,
             urgent: request.urgent,
-            status: STATUS_OPEN.to_string(),
+            window_start: request.window_start,
+            horizon: request.horizon.map(|h| h.as_str().to_string()),
+            helpers: request.helpers,
+            slots: slot_times.clone(),
+            ..Content::default()
+        };
+        let (sealed, key_slots) = self.seal(id, audience, content)?;
+        let doc_request = SealedRequestDoc {
+            sealed: sealed.into(),
+            key_slots: key_slots.into(),
             created_at: now,
+            status: STATUS_OPEN.to_string(),
             updated_at: now,
             claims: BTreeMap::new(),
+            slots: Some(
+                slot_times
+                    .keys()
+                    .map(|slot| (slot.clone(), new_slot(None)))
+                    .collect(),
+            ),
         };
-        let touched = Touched::Keys(vec![(REQUESTS, id.to_string())]);
         self.write(touched, |doc| {
             reconcile_prop(doc, &requests, id.as_str(), &doc_request).map_err(doc_err)
         })
     }
 
-    pub fn claim(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+    /// Posts a standing offer of help; others accept it with [`Circle::claim_with`].
+    pub fn offer(
+        &mut self,
+        id: &ItemId,
+        offer: &NewOffer,
+        audience: &[String],
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
         self.require_member()?;
-        rules::check_claim(self.existing_item(id)?, &self.me)?;
-        let claims = self.claims_obj(id)?;
+        let title = rules::check_text("offer", &offer.title, MAX_TITLE_CHARS)?;
+        let details =
+            rules::check_optional_text("details", offer.details.as_deref(), MAX_DETAILS_CHARS)?;
+        let when = rules::check_optional_text("when", offer.when.as_deref(), MAX_WHEN_CHARS)?;
+        self.require_unused(id)?;
+        let offers = self
+            .root_map(OFFERS)
+            .ok_or(CoreError::OldCircle("offers"))?;
+        let touched = Touched::Keys(vec![(OFFERS, id.to_string())]);
+        if audience.is_empty() {
+            let doc_offer = OfferDoc {
+                kind: offer.kind.as_str().to_string(),
+                title,
+                details,
+                when,
+                status: STATUS_OPEN.to_string(),
+                created_at: now,
+                updated_at: now,
+                claims: BTreeMap::new(),
+            };
+            return self.write(touched, |doc| {
+                reconcile_prop(doc, &offers, id.as_str(), &doc_offer).map_err(doc_err)
+            });
+        }
+        let content = Content {
+            kind: Some(offer.kind.as_str().to_string()),
+            title: Some(title),
+            details,
+            when,
+            ..Content::default()
+        };
+        let (sealed, key_slots) = self.seal(id, audience, content)?;
+        let doc_offer = SealedRequestDoc {
+            sealed: sealed.into(),
+            key_slots: key_slots.into(),
+            created_at: now,
+            status: STATUS_OPEN.to_string(),
+            updated_at: now,
+            claims: BTreeMap::new(),
+            slots: None,
+        };
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &offers, id.as_str(), &doc_offer).map_err(doc_err)
+        })
+    }
+
+    /// Gently asks `target` to check in. A nudge is always private to its target: nobody
+    /// else learns who was nudged, or by whom.
+    pub fn nudge(
+        &mut self,
+        id: &ItemId,
+        target: &str,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
+        if target == self.me {
+            return Err(CoreError::Invalid {
+                what: "nudge",
+                why: "you cannot nudge yourself".into(),
+            });
+        }
+        let note = rules::check_optional_text("note", note, MAX_MESSAGE_CHARS)?;
+        self.require_unused(id)?;
+        let nudges = self
+            .root_map(NUDGES)
+            .ok_or(CoreError::OldCircle("nudges"))?;
+        let content = Content {
+            note,
+            target: Some(target.to_string()),
+            ..Content::default()
+        };
+        let (sealed, key_slots) = self.seal(id, &[target.to_string()], content)?;
+        let doc_item = SealedDoc {
+            sealed: sealed.into(),
+            key_slots: key_slots.into(),
+            created_at: now,
+        };
+        let touched = Touched::Keys(vec![(NUDGES, id.to_string())]);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &nudges, id.as_str(), &doc_item).map_err(doc_err)
+        })
+    }
+
+    /// Seals `content` of item `id` for `audience`, which must name members; returns the
+    /// sealed content and the key slots.
+    fn seal(
+        &self,
+        id: &ItemId,
+        audience: &[String],
+        mut content: Content,
+    ) -> Result<(Vec<u8>, Vec<u8>), CoreError> {
+        let mut readers: Vec<String> = Vec::new();
+        for member in audience {
+            if !self.feed.members().iter().any(|m| &m.id == member) {
+                return Err(CoreError::NotMember(member.clone()));
+            }
+            if *member != self.me && !readers.contains(member) {
+                readers.push(member.clone());
+            }
+        }
+        if readers.len() > MAX_AUDIENCE {
+            return Err(CoreError::Invalid {
+                what: "audience",
+                why: format!("at most {MAX_AUDIENCE} members"),
+            });
+        }
+        let keyring = self.feed.keyring().ok_or_else(|| {
+            CoreError::Document(
+                "private items need this member's keys, which are not loaded".into(),
+            )
+        })?;
+        content.audience = readers.clone();
+        let json = content.to_json()?;
+        let (_, key_slots, sealed) = keyring.seal_item(id.as_str(), &readers, &json)?;
+        Ok((sealed, key_slots))
+    }
+
+    /// The local member offers to help with a request.
+    pub fn claim(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.claim_with(id, None, None, now)
+    }
+
+    /// The local member offers to help with a request (one of its slots, for a recurring
+    /// need) or accepts an offer, with an optional message. Claiming again changes the
+    /// message and keeps the claim's place in line.
+    pub fn claim_with(
+        &mut self,
+        id: &ItemId,
+        slot: Option<&str>,
+        message: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.require_member()?;
+        let message = rules::check_optional_text("message", message, MAX_MESSAGE_CHARS)?;
+        let item = self.existing_item(id)?.clone();
         let me = self.me.clone();
-        self.write(request_touched(id), |doc| {
+        let already = rules::check_claim_update(&item, &me, slot).is_ok();
+        if already && message.is_none() {
+            return Err(CoreError::AlreadyClaimed(id.to_string()));
+        }
+        if !already {
+            rules::check_claim_at(&item, &me, slot, now)?;
+        }
+        let claims = self.claims_map(id, &item, slot)?;
+        let mine = self
+            .doc
+            .get(&claims, &me)
+            .ok()
+            .flatten()
+            .and_then(|(_, obj)| {
+                let own = actor_for_member(&me).ok();
+                (feed::creator_actor(&obj) == own.as_ref().map(|a| a.as_slice())).then_some(obj)
+            });
+        let sealed_message = match (&message, item.audience.is_some()) {
+            (Some(text), true) => {
+                Some(self.seal_part(id, &private::claim_part(slot, &me), text.as_bytes())?)
+            }
+            _ => None,
+        };
+        let plain_message = if item.audience.is_some() {
+            None
+        } else {
+            message
+        };
+        let touched = self.item_touched(id, item.kind);
+        if let (true, Some(existing)) = (already, mine) {
+            // Already ours: only the message changes, so the claim keeps its place.
+            return self.write(touched, |doc| {
+                match (&plain_message, &sealed_message) {
+                    (Some(text), _) => doc.put(&existing, MESSAGE, text.as_str()),
+                    (None, Some(bytes)) => doc.put(&existing, SEALED_MESSAGE, bytes.clone()),
+                    (None, None) => doc.delete(&existing, MESSAGE),
+                }
+                .map_err(doc_err)
+            });
+        }
+        let claim = ClaimDoc {
+            at: now,
+            message: plain_message,
+            sealed_message: sealed_message.map(Into::into),
+        };
+        self.write(touched, |doc| {
             // A leftover entry not created by us (so not counted) must not be reused: the
             // claim object has to be ours for the claim to count.
             if doc.get(&claims, &me).map_err(doc_err)?.is_some() {
                 doc.delete(&claims, &me).map_err(doc_err)?;
             }
-            reconcile_prop(doc, &claims, me.as_str(), &ClaimDoc { at: now }).map_err(doc_err)
+            reconcile_prop(doc, &claims, me.as_str(), &claim).map_err(doc_err)
         })
     }
 
     /// Withdraws the local member's claim. The claim's key goes; the request's own times are
     /// the author's to write.
-    pub fn unclaim(&mut self, id: &ItemId, _now: i64) -> Result<Vec<u8>, CoreError> {
-        rules::check_unclaim(self.existing_item(id)?, &self.me)?;
-        let claims = self.claims_obj(id)?;
+    pub fn unclaim(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.unclaim_slot(id, None, now)
+    }
+
+    /// Withdraws the local member's claim on a request, one of its slots, or an offer.
+    /// Without a slot on a recurring need, withdraws from the only slot the member holds.
+    pub fn unclaim_slot(
+        &mut self,
+        id: &ItemId,
+        slot: Option<&str>,
+        _now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let item = self.existing_item(id)?.clone();
+        let slot = match slot {
+            Some(slot) => Some(slot.to_string()),
+            None if !item.slots.is_empty() => {
+                let mine: Vec<&str> = item
+                    .slots
+                    .iter()
+                    .filter(|s| s.claims.iter().any(|c| c.member == self.me))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                match mine.as_slice() {
+                    [one] => Some((*one).to_string()),
+                    [] => return Err(CoreError::NotClaimed(id.to_string())),
+                    _ => return Err(CoreError::NeedsSlot(id.to_string())),
+                }
+            }
+            None => None,
+        };
+        rules::check_unclaim_at(&item, &self.me, slot.as_deref())?;
+        let claims = self.claims_map(id, &item, slot.as_deref())?;
         let me = self.me.clone();
-        self.write(request_touched(id), |doc| {
-            doc.delete(&claims, &me).map_err(doc_err)
-        })
+        let touched = self.item_touched(id, item.kind);
+        self.write(touched, |doc| doc.delete(&claims, &me).map_err(doc_err))
     }
 
     pub fn done(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
+        let item = self.existing_item(id)?;
+        if item.kind != ItemKind::Request {
+            return Err(CoreError::NotARequest(id.to_string()));
+        }
         self.close(id, STATUS_FULFILLED, now)
     }
 
+    /// Cancels a request, or withdraws an offer.
     pub fn cancel(&mut self, id: &ItemId, now: i64) -> Result<Vec<u8>, CoreError> {
-        self.close(id, STATUS_CANCELLED, now)
+        let status = match self.existing_item(id)?.kind {
+            ItemKind::Offer => STATUS_WITHDRAWN,
+            _ => STATUS_CANCELLED,
+        };
+        self.close(id, status, now)
     }
 
     fn close(&mut self, id: &ItemId, status: &str, now: i64) -> Result<Vec<u8>, CoreError> {
-        rules::check_close(self.existing_item(id)?, &self.me)?;
-        let request = self.request_obj(id)?;
+        let item = self.existing_item(id)?;
+        rules::check_close(item, &self.me)?;
+        let kind = item.kind;
+        let obj = self.item_obj(id, kind)?;
         let status = status.to_string();
-        self.write(request_touched(id), |doc| {
-            reconcile_prop(doc, &request, STATUS, &status).map_err(doc_err)?;
-            reconcile_prop(doc, &request, UPDATED_AT, now).map_err(doc_err)
+        let touched = self.item_touched(id, kind);
+        self.write(touched, |doc| {
+            reconcile_prop(doc, &obj, STATUS, &status).map_err(doc_err)?;
+            reconcile_prop(doc, &obj, UPDATED_AT, now).map_err(doc_err)
+        })
+    }
+
+    /// The asker thanks members who helped, with an optional note; with no `members`,
+    /// everyone holding a spot.
+    pub fn thank(
+        &mut self,
+        id: &ItemId,
+        members: &[String],
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let note = rules::check_optional_text("thanks", note, MAX_MESSAGE_CHARS)?;
+        let item = self.existing_item(id)?.clone();
+        let mut helpers: Vec<String> = members.to_vec();
+        if helpers.is_empty() {
+            for claim in item.all_claims().filter(|c| !c.standby) {
+                if !helpers.contains(&claim.member) {
+                    helpers.push(claim.member.clone());
+                }
+            }
+            if helpers.is_empty() {
+                return Err(CoreError::NotClaimed(id.to_string()));
+            }
+        }
+        let mut values: Vec<(String, ScalarValue)> = Vec::new();
+        for member in &helpers {
+            rules::check_thank(&item, &self.me, member)?;
+            let value = match (&note, item.audience.is_some()) {
+                (Some(text), true) => ScalarValue::Bytes(self.seal_part(
+                    id,
+                    &private::thanks_part(member),
+                    text.as_bytes(),
+                )?),
+                (Some(text), false) => ScalarValue::Str(text.as_str().into()),
+                (None, _) => ScalarValue::Str("".into()),
+            };
+            values.push((member.clone(), value));
+        }
+        let obj = self.item_obj(id, item.kind)?;
+        let thanks = child_map(&self.doc, &obj, THANKS);
+        let touched = self.item_touched(id, item.kind);
+        self.write(touched, |doc| {
+            let thanks = match thanks {
+                Some(map) => map,
+                None => doc
+                    .put_object(&obj, THANKS, automerge::ObjType::Map)
+                    .map_err(doc_err)?,
+            };
+            for (member, value) in values {
+                doc.put(&thanks, member.as_str(), value).map_err(doc_err)?;
+            }
+            reconcile_prop(doc, &obj, UPDATED_AT, now).map_err(doc_err)
+        })
+    }
+
+    /// The author changes an item's words or times. Private items are not edited (their
+    /// content is sealed once).
+    pub fn edit(&mut self, id: &ItemId, edit: &ItemEdit, now: i64) -> Result<Vec<u8>, CoreError> {
+        let item = self.existing_item(id)?.clone();
+        rules::check_edit(&item, &self.me)?;
+        let mut puts: Vec<(&'static str, ScalarValue)> = Vec::new();
+        let text = |field, value: &Option<String>, max| {
+            rules::check_optional_text(field, value.as_deref(), max)
+        };
+        match item.kind {
+            ItemKind::CheckIn => {
+                if let Some(note) = text("note", &edit.note, MAX_NOTE_CHARS)? {
+                    puts.push(("n", note.into()));
+                }
+            }
+            ItemKind::Request | ItemKind::Offer => {
+                if let Some(title) = &edit.title {
+                    let title = rules::check_text("title", title, MAX_TITLE_CHARS)?;
+                    puts.push(("t", title.into()));
+                }
+                if let Some(details) = text("details", &edit.details, MAX_DETAILS_CHARS)? {
+                    puts.push(("d", details.into()));
+                }
+                if item.kind == ItemKind::Request
+                    && let Some(at) = edit.needed_by
+                {
+                    puts.push(("b", at.into()));
+                }
+                if item.kind == ItemKind::Offer
+                    && let Some(when) = text("when", &edit.when, MAX_WHEN_CHARS)?
+                {
+                    puts.push(("w", when.into()));
+                }
+            }
+            ItemKind::Nudge => {}
+        }
+        if puts.is_empty() {
+            return Err(CoreError::Invalid {
+                what: "edit",
+                why: "nothing to change for this kind of item".into(),
+            });
+        }
+        let obj = self.item_obj(id, item.kind)?;
+        let kind = item.kind;
+        let touched = self.item_touched(id, kind);
+        self.write(touched, |doc| {
+            for (key, value) in puts {
+                doc.put(&obj, key, value).map_err(doc_err)?;
+            }
+            if kind != ItemKind::CheckIn {
+                reconcile_prop(doc, &obj, UPDATED_AT, now).map_err(doc_err)?;
+            }
+            Ok(())
         })
     }
 
@@ -799,30 +1288,136 @@ impl Circle {
         let text = rules::check_text("reply", text, MAX_REPLY_CHARS)?;
         rules::check_reply(self.feed.get(item.as_str()), item.as_str())?;
         self.require_unused(reply_id)?;
+        let private = self
+            .feed
+            .get(item.as_str())
+            .is_some_and(|i| i.audience.is_some());
         let replies = self.container(REPLIES)?;
+        let touched = Touched::Keys(vec![(REPLIES, reply_id.to_string())]);
+        if private {
+            let sealed = self.seal_part(
+                item,
+                &private::reply_part(reply_id.as_str()),
+                text.as_bytes(),
+            )?;
+            let reply = SealedReplyDoc {
+                item: item.to_string(),
+                sealed: sealed.into(),
+                created_at: now,
+            };
+            return self.write(touched, |doc| {
+                reconcile_prop(doc, &replies, reply_id.as_str(), &reply).map_err(doc_err)
+            });
+        }
         let reply = ReplyDoc {
             item: item.to_string(),
             text,
             created_at: now,
         };
-        let touched = Touched::Keys(vec![(REPLIES, reply_id.to_string())]);
         self.write(touched, |doc| {
             reconcile_prop(doc, &replies, reply_id.as_str(), &reply).map_err(doc_err)
         })
     }
 
-    fn claims_obj(&self, id: &ItemId) -> Result<ObjId, CoreError> {
-        child_map(&self.doc, &self.request_obj(id)?, CLAIMS)
-            .ok_or_else(|| CoreError::Document(format!("request {id} has no claims map")))
+    /// Publishes the local member's quiet hours (as they write them, e.g. "22:00-07:00")
+    /// on their roster entry; `None` withdraws them.
+    pub fn set_my_quiet_hours(
+        &mut self,
+        quiet: Option<&str>,
+        _now: i64,
+    ) -> Result<Vec<u8>, CoreError> {
+        let value = rules::check_optional_text("quiet hours", quiet, MAX_QUIET_CHARS)?;
+        rules::authorize(
+            &rules::Write::Addresses { owner: &self.me },
+            &self.me,
+            self.feed
+                .members()
+                .iter()
+                .find(|m| m.id == self.me)
+                .map(|m| m.role),
+        )?;
+        let entry = child_map(&self.doc, &self.container(MEMBERS)?, &self.me)
+            .ok_or_else(|| CoreError::NotMember(self.me.clone()))?;
+        self.write(roster_touched(), |doc| {
+            match value {
+                Some(v) => doc.put(&entry, QUIET, v),
+                None => doc.delete(&entry, QUIET),
+            }
+            .map_err(doc_err)
+        })
+    }
+
+    /// Seals a part of private item `item` under its key.
+    fn seal_part(&self, item: &ItemId, part: &str, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
+        let keyring = self.feed.keyring().ok_or_else(|| {
+            CoreError::Document(
+                "private items need this member's keys, which are not loaded".into(),
+            )
+        })?;
+        let key = self
+            .feed
+            .item_key(item.as_str())
+            .ok_or_else(|| CoreError::UnknownItem(item.to_string()))?;
+        Ok(keyring.seal_part(key, item.as_str(), part, plaintext))
+    }
+
+    /// The claims map a claim on `item` (in `slot`, if given) goes in.
+    fn claims_map(
+        &self,
+        id: &ItemId,
+        item: &ItemView,
+        slot: Option<&str>,
+    ) -> Result<ObjId, CoreError> {
+        let obj = self.item_obj(id, item.kind)?;
+        let holder = match slot {
+            None => obj,
+            Some(slot) => child_map(&self.doc, &obj, SLOTS)
+                .and_then(|slots| child_map(&self.doc, &slots, slot))
+                .ok_or_else(|| CoreError::UnknownSlot {
+                    id: id.to_string(),
+                    slot: slot.to_string(),
+                })?,
+        };
+        child_map(&self.doc, &holder, CLAIMS)
+            .ok_or_else(|| CoreError::Document(format!("item {id} has no claims map")))
+    }
+
+    /// The map of item `id`, of kind `kind`.
+    fn item_obj(&self, id: &ItemId, kind: ItemKind) -> Result<ObjId, CoreError> {
+        let container = match kind {
+            ItemKind::CheckIn => CHECKINS,
+            ItemKind::Request => REQUESTS,
+            ItemKind::Offer => OFFERS,
+            ItemKind::Nudge => NUDGES,
+        };
+        child_map(&self.doc, &self.container(container)?, id.as_str())
+            .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
+    }
+
+    fn item_touched(&self, id: &ItemId, kind: ItemKind) -> Touched {
+        let container = match kind {
+            ItemKind::CheckIn => CHECKINS,
+            ItemKind::Request => REQUESTS,
+            ItemKind::Offer => OFFERS,
+            ItemKind::Nudge => NUDGES,
+        };
+        Touched::Keys(vec![(container, id.to_string())])
+    }
+}
+
+/// Slot ids: "1", "2", ... in time order.
+fn slot_id(index: usize) -> String {
+    (index + 1).to_string()
+}
+
+fn new_slot(at: Option<i64>) -> SlotDoc {
+    SlotDoc {
+        at,
+        claims: BTreeMap::new(),
     }
 }
 
 /// What an edit of fields inside roster entries touches.
 fn roster_touched() -> Touched {
     Touched::Keys(vec![(MEMBERS, String::new())])
-}
-
-/// What an edit of request `id` touches.
-fn request_touched(id: &ItemId) -> Touched {
-    Touched::Keys(vec![(REQUESTS, id.to_string())])
 }

@@ -6,22 +6,35 @@
 //! or a received batch touched are read again. Automerge's patches name those keys.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use automerge::{
     ActorId, AutoCommit, ObjId, ObjType, Patch, PatchAction, Prop, ReadDoc, Value, ValueRef,
 };
 use autosurgeon::{Hydrate, hydrate_prop};
 
+use crate::private::{self, Content, ItemSecret, Keyring};
 use crate::schema::{
     ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, INVITED_VIA, INVITES, InviteDoc, MEMBERS,
-    MemberDoc, NAME, REPLIES, REQUESTS, REVOKED, ReplyDoc, RequestDoc, STATUS_CANCELLED,
-    STATUS_FULFILLED, STATUS_OPEN,
+    MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ReplyDoc,
+    RequestDoc, SEALED, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN,
+    STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, THANKS, UPDATED_AT,
 };
 use crate::types::in_alphabet;
 use crate::{
-    ClaimView, HelpKind, InviteView, ItemKind, ItemView, MemberView, Mood, ReplyView,
-    RequestStatus, Role, actor_for_member, invite_id_bytes,
+    ClaimView, HelpKind, Horizon, InviteView, ItemKind, ItemView, MemberView, Mood, ReplyView,
+    RequestStatus, Role, SlotView, ThanksView, actor_for_member, invite_id_bytes,
 };
+
+/// The item containers, with the kind of item each holds. A check-in wins over a request,
+/// offer or nudge under the same id (ids are checked unused when written, so only a hostile
+/// writer makes two).
+const ITEM_CONTAINERS: [(ItemKind, &str); 4] = [
+    (ItemKind::CheckIn, CHECKINS),
+    (ItemKind::Request, REQUESTS),
+    (ItemKind::Offer, OFFERS),
+    (ItemKind::Nudge, NUDGES),
+];
 
 /// What a write touched, so that only that is read again.
 #[derive(Debug)]
@@ -55,6 +68,12 @@ pub(crate) struct Feed {
     /// Invites that count (created by a steward), by id, with `used` left at 0: it is
     /// counted from the roster when asked for.
     invites: BTreeMap<String, InviteView>,
+    /// Seals and opens private items as the local member, when the caller gave one.
+    keyring: Option<Arc<dyn Keyring>>,
+    /// Keys of the private items this member opened, by item id.
+    keys: HashMap<String, ItemSecret>,
+    /// Ids of the items the last refresh read again (`None`: all of them).
+    touched: Option<Vec<String>>,
 }
 
 fn is_item_key(key: &str) -> bool {
@@ -70,7 +89,7 @@ pub(crate) fn child_map(doc: &AutoCommit, obj: &ObjId, key: &str) -> Option<ObjI
 }
 
 /// The actor bytes of the op that created `id`.
-fn creator_actor(id: &ObjId) -> Option<&[u8]> {
+pub(crate) fn creator_actor(id: &ObjId) -> Option<&[u8]> {
     match id {
         ObjId::Id(_, actor, _) => Some(actor.to_bytes()),
         ObjId::Root => None,
@@ -78,11 +97,25 @@ fn creator_actor(id: &ObjId) -> Option<&[u8]> {
 }
 
 impl Feed {
+    pub(crate) fn set_keyring(&mut self, keyring: Arc<dyn Keyring>) {
+        self.keyring = Some(keyring);
+    }
+
+    pub(crate) fn keyring(&self) -> Option<&dyn Keyring> {
+        self.keyring.as_deref()
+    }
+
+    /// The key of private item `id`, if this member could open it.
+    pub(crate) fn item_key(&self, id: &str) -> Option<&ItemSecret> {
+        self.keys.get(id)
+    }
+
     /// Reads everything.
-    pub(crate) fn read(doc: &AutoCommit) -> Feed {
+    pub(crate) fn read(doc: &AutoCommit, keyring: Option<Arc<dyn Keyring>>) -> Feed {
         let mut feed = Feed {
             name: hydrate_prop::<_, String, _, _>(doc, automerge::ROOT, NAME).unwrap_or_default(),
             members: read_members(doc),
+            keyring,
             ..Feed::default()
         };
         feed.by_actor = feed
@@ -90,7 +123,7 @@ impl Feed {
             .iter()
             .filter_map(|m| Some((ActorId::from(actor_for_member(&m.id).ok()?), m.id.clone())))
             .collect();
-        for (kind, key) in [(ItemKind::CheckIn, CHECKINS), (ItemKind::Request, REQUESTS)] {
+        for (kind, key) in ITEM_CONTAINERS {
             let Some(map) = child_map(doc, &automerge::ROOT, key) else {
                 continue;
             };
@@ -99,11 +132,14 @@ impl Feed {
                     continue;
                 };
                 let id = entry.key.as_ref();
-                // A check-in and a request under one id: the check-in wins, as in `read_key`.
+                // The same id in two containers: the first wins, as in `read_key`.
                 if !is_item_key(id) || feed.items.contains_key(id) {
                     continue;
                 }
-                if let Some(item) = feed.read_item(doc, kind, id, &entry.id()) {
+                if let Some((item, key)) = feed.read_item(doc, kind, id, &entry.id()) {
+                    if let Some(key) = key {
+                        feed.keys.insert(item.id.clone(), key);
+                    }
                     feed.items.insert(item.id.clone(), item);
                 }
             }
@@ -136,15 +172,50 @@ impl Feed {
         }
     }
 
+    /// Ids of the items the last refresh read again; `None` when it read everything.
+    pub(crate) fn last_touched(&self) -> Option<&[String]> {
+        self.touched.as_deref()
+    }
+
     /// Reads again what `touched` names.
     pub(crate) fn refresh(&mut self, doc: &AutoCommit, touched: Touched) {
         let keys = match touched {
             Touched::All => {
-                *self = Feed::read(doc);
+                *self = Feed::read(doc, self.keyring.take());
                 return;
             }
             Touched::Keys(keys) => keys,
         };
+        let mut items_touched = Vec::new();
+        for (container, key) in &keys {
+            if container == &REPLIES {
+                // Filled in below, once the reply is read.
+            } else if container != &MEMBERS && container != &INVITES {
+                items_touched.push(key.clone());
+            }
+        }
+        let reply_keys: Vec<String> = keys
+            .iter()
+            .filter(|(c, _)| *c == REPLIES)
+            .map(|(_, k)| k.clone())
+            .collect();
+        self.refresh_keys(doc, keys);
+        if self.touched.is_none() {
+            return;
+        }
+        for key in reply_keys {
+            if let Some(reply) = self.replies.get(&key) {
+                items_touched.push(reply.item.clone());
+            }
+        }
+        items_touched.sort();
+        items_touched.dedup();
+        self.touched = Some(items_touched);
+    }
+
+    fn refresh_keys(&mut self, doc: &AutoCommit, keys: Vec<(&'static str, String)>) {
+        // Stays `None` if a roster change below reads everything again.
+        self.touched = Some(Vec::new());
         for (container, key) in keys {
             if container == MEMBERS {
                 let members = read_members(doc);
@@ -155,7 +226,7 @@ impl Feed {
                 new.sort();
                 if old != new {
                     // Someone's entry became readable or unreadable: authorship changed.
-                    *self = Feed::read(doc);
+                    *self = Feed::read(doc, self.keyring.take());
                     return;
                 }
                 self.members = members;
@@ -179,7 +250,10 @@ impl Feed {
                 }
             } else {
                 self.items.remove(&key);
-                if let Some(item) = self.read_key(doc, &key) {
+                if let Some((item, secret)) = self.read_key(doc, &key) {
+                    if let Some(secret) = secret {
+                        self.keys.insert(key.clone(), secret);
+                    }
                     self.items.insert(key, item);
                 }
             }
@@ -204,6 +278,8 @@ impl Feed {
                 Some((_, Prop::Map(c))) if c == REQUESTS => REQUESTS,
                 Some((_, Prop::Map(c))) if c == REPLIES => REPLIES,
                 Some((_, Prop::Map(c))) if c == INVITES => INVITES,
+                Some((_, Prop::Map(c))) if c == OFFERS => OFFERS,
+                Some((_, Prop::Map(c))) if c == NUDGES => NUDGES,
                 _ => return Touched::All,
             };
             let key = match (patch.path.get(1), &patch.action) {
@@ -363,28 +439,27 @@ impl Feed {
         }
     }
 
-    /// The item under `id` in either map; a check-in wins over a request with the same id.
-    fn read_key(&self, doc: &AutoCommit, id: &str) -> Option<ItemView> {
+    /// The item under `id` in any item container, with its key if it is private.
+    fn read_key(&self, doc: &AutoCommit, id: &str) -> Option<(ItemView, Option<ItemSecret>)> {
         if !is_item_key(id) {
             return None;
         }
-        [(ItemKind::CheckIn, CHECKINS), (ItemKind::Request, REQUESTS)]
-            .into_iter()
-            .find_map(|(kind, key)| {
-                let obj = child_map(doc, &child_map(doc, &automerge::ROOT, key)?, id)?;
-                self.read_item(doc, kind, id, &obj)
-            })
+        ITEM_CONTAINERS.into_iter().find_map(|(kind, key)| {
+            let obj = child_map(doc, &child_map(doc, &automerge::ROOT, key)?, id)?;
+            self.read_item(doc, kind, id, &obj)
+        })
     }
 
-    /// Reads one item. `None` if its author is not in the roster or a field is unreadable:
-    /// a damaged or hostile entry is skipped, never fatal.
+    /// Reads one item, and the key of a private one. `None` if its author is not in the
+    /// roster, a field is unreadable, or it is private and this member is not a reader: a
+    /// damaged or hostile entry is skipped, never fatal.
     fn read_item(
         &self,
         doc: &AutoCommit,
         kind: ItemKind,
         id: &str,
         obj: &ObjId,
-    ) -> Option<ItemView> {
+    ) -> Option<(ItemView, Option<ItemSecret>)> {
         let author = self.creator(obj)?.to_string();
         let mut view = ItemView {
             id: id.to_string(),
@@ -402,48 +477,226 @@ impl Feed {
             status: None,
             claims: Vec::new(),
             replies: Vec::new(),
+            help: None,
+            window_start: None,
+            horizon: None,
+            helpers: None,
+            slots: Vec::new(),
+            thanks: Vec::new(),
+            when: None,
+            target: None,
+            audience: None,
         };
+        if matches!(doc.get(obj, SEALED), Ok(Some(_))) {
+            let (content, key) = self.open_sealed(doc, &view, obj)?;
+            self.fill_private(doc, &mut view, obj, &content, &key)?;
+            return Some((view, Some(key)));
+        }
         match kind {
             ItemKind::CheckIn => {
                 let c = CheckinDoc::hydrate_map(doc, obj).ok()?;
                 view.mood = Some(Mood::from_value(c.mood)?);
                 view.note = c.note;
+                view.help = c.help;
                 view.created_at = c.created_at;
                 view.updated_at = c.created_at;
             }
             ItemKind::Request => {
                 let r = RequestDoc::hydrate_map(doc, obj).ok()?;
-                let stored = match r.status.as_str() {
-                    STATUS_OPEN => RequestStatus::Open,
-                    STATUS_FULFILLED => RequestStatus::Fulfilled,
-                    STATUS_CANCELLED => RequestStatus::Cancelled,
-                    // A status this version does not know: its rules cannot be applied.
-                    _ => return None,
-                };
-                view.claims = read_claims(doc, obj);
-                view.status = Some(match stored {
-                    RequestStatus::Open if !view.claims.is_empty() => RequestStatus::Claimed,
-                    s => s,
-                });
-                view.updated_at = view
-                    .claims
-                    .iter()
-                    .map(|c| c.at)
-                    .fold(r.updated_at, i64::max);
                 view.created_at = r.created_at;
                 view.title = Some(r.title);
                 view.details = r.details;
                 view.category = Some(HelpKind::from_stored(&r.kind));
                 view.needed_by = r.needed_by;
                 view.urgent = r.urgent;
+                view.window_start = r.window_start;
+                view.horizon = r.horizon.as_deref().and_then(Horizon::from_stored);
+                view.helpers = r.helpers;
+                let slot_times = read_slot_times(doc, obj);
+                self.fill_open_parts(
+                    doc,
+                    &mut view,
+                    obj,
+                    &r.status,
+                    r.updated_at,
+                    &slot_times,
+                    None,
+                )?;
+            }
+            ItemKind::Offer => {
+                let o = OfferDoc::hydrate_map(doc, obj).ok()?;
+                view.created_at = o.created_at;
+                view.title = Some(o.title);
+                view.details = o.details;
+                view.category = Some(HelpKind::from_stored(&o.kind));
+                view.when = o.when;
+                self.fill_open_parts(
+                    doc,
+                    &mut view,
+                    obj,
+                    &o.status,
+                    o.updated_at,
+                    &BTreeMap::new(),
+                    None,
+                )?;
+            }
+            // Nudges are always sealed.
+            ItemKind::Nudge => return None,
+        }
+        Some((view, None))
+    }
+
+    /// Opens a private item's content, if this member is one of its readers.
+    fn open_sealed(
+        &self,
+        doc: &AutoCommit,
+        view: &ItemView,
+        obj: &ObjId,
+    ) -> Option<(Content, ItemSecret)> {
+        let keyring = self.keyring.as_deref()?;
+        let sealed = SealedDoc::hydrate_map(doc, obj).ok()?;
+        if sealed.sealed.len() > private::MAX_SEALED_BYTES {
+            return None;
+        }
+        let (key, plaintext) =
+            keyring.open_item(&view.id, &view.author, &sealed.key_slots, &sealed.sealed)?;
+        let content = Content::from_json(&plaintext)?;
+        Some((content, key))
+    }
+
+    /// Fills a private item's view from its opened content and its open parts.
+    fn fill_private(
+        &self,
+        doc: &AutoCommit,
+        view: &mut ItemView,
+        obj: &ObjId,
+        content: &Content,
+        key: &ItemSecret,
+    ) -> Option<()> {
+        let created_at = SealedDoc::hydrate_map(doc, obj).ok()?.created_at;
+        view.created_at = created_at;
+        view.updated_at = created_at;
+        view.audience = Some(content.audience.clone());
+        view.note = content.note.clone();
+        match view.kind {
+            ItemKind::CheckIn => {
+                view.mood = Some(Mood::from_value(content.mood?)?);
+                view.help = content.help.clone();
+            }
+            ItemKind::Nudge => {
+                view.target = Some(content.target.clone()?);
+            }
+            ItemKind::Request | ItemKind::Offer => {
+                view.title = Some(content.title.clone()?);
+                view.details = content.details.clone();
+                view.category = Some(HelpKind::from_stored(content.kind.as_deref()?));
+                view.needed_by = content.needed_by;
+                view.urgent = content.urgent;
+                view.window_start = content.window_start;
+                view.horizon = content.horizon.as_deref().and_then(Horizon::from_stored);
+                view.helpers = content.helpers;
+                view.when = content.when.clone();
+                let status: String = hydrate_prop(doc, obj, STATUS).ok()?;
+                let updated_at: i64 = hydrate_prop(doc, obj, UPDATED_AT).ok()?;
+                let keyring = self.keyring.as_deref()?;
+                let id = view.id.clone();
+                let opener = Opener {
+                    keyring,
+                    key,
+                    item: &id,
+                };
+                self.fill_open_parts(
+                    doc,
+                    view,
+                    obj,
+                    &status,
+                    updated_at,
+                    &content.slots,
+                    Some(&opener),
+                )?;
             }
         }
-        Some(view)
+        Some(())
+    }
+
+    /// Status, claims, slots and thanks: the parts of a request or offer kept in the open.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_open_parts(
+        &self,
+        doc: &AutoCommit,
+        view: &mut ItemView,
+        obj: &ObjId,
+        status: &str,
+        updated_at: i64,
+        slot_times: &BTreeMap<String, i64>,
+        opener: Option<&Opener<'_>>,
+    ) -> Option<()> {
+        let stored = match status {
+            STATUS_OPEN => RequestStatus::Open,
+            STATUS_FULFILLED if view.kind == ItemKind::Request => RequestStatus::Fulfilled,
+            STATUS_CANCELLED if view.kind == ItemKind::Request => RequestStatus::Cancelled,
+            STATUS_WITHDRAWN if view.kind == ItemKind::Offer => RequestStatus::Withdrawn,
+            // A status this version does not know: its rules cannot be applied.
+            _ => return None,
+        };
+        let spots = match view.kind {
+            ItemKind::Request => view.helpers.map(|n| n as usize),
+            _ => None,
+        };
+        view.claims = read_claims(doc, obj, None, spots, opener);
+        if let Some(slots) = child_map(doc, obj, SLOTS) {
+            for (slot, at) in slot_times {
+                let Some(slot_obj) = child_map(doc, &slots, slot) else {
+                    continue;
+                };
+                view.slots.push(SlotView {
+                    id: slot.clone(),
+                    at: *at,
+                    claims: read_claims(doc, &slot_obj, Some(slot), Some(1), opener),
+                });
+            }
+            view.slots.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
+        }
+        view.thanks = read_thanks(doc, obj, opener);
+        let claimed = view.all_claims().any(|c| !c.standby);
+        view.status = Some(match stored {
+            RequestStatus::Open if claimed && view.kind == ItemKind::Request => {
+                RequestStatus::Claimed
+            }
+            s => s,
+        });
+        view.updated_at = view.all_claims().map(|c| c.at).fold(updated_at, i64::max);
+        Some(())
     }
 
     fn read_reply(&self, doc: &AutoCommit, id: &str, obj: &ObjId) -> Option<Reply> {
         let author = self.creator(obj)?.to_string();
+        if matches!(doc.get(obj, SEALED), Ok(Some(_))) {
+            let reply = SealedReplyDoc::hydrate_map(doc, obj).ok()?;
+            let key = self.keys.get(&reply.item)?;
+            let text = self.keyring.as_deref()?.open_part(
+                key,
+                &reply.item,
+                &private::reply_part(id),
+                &reply.sealed,
+            )?;
+            let text = String::from_utf8(text.to_vec()).ok()?;
+            return Some(Reply {
+                item: reply.item,
+                view: ReplyView {
+                    id: id.to_string(),
+                    author,
+                    text,
+                    created_at: reply.created_at,
+                },
+            });
+        }
         let reply = ReplyDoc::hydrate_map(doc, obj).ok()?;
+        // A reply in the open on a private item would show its readers words that others
+        // can read too: only sealed replies count there.
+        if self.keys.contains_key(&reply.item) {
+            return None;
+        }
         Some(Reply {
             item: reply.item,
             view: ReplyView {
@@ -454,6 +707,65 @@ impl Feed {
             },
         })
     }
+}
+
+/// Opens the sealed parts of one private item.
+struct Opener<'a> {
+    keyring: &'a dyn Keyring,
+    key: &'a ItemSecret,
+    item: &'a str,
+}
+
+impl Opener<'_> {
+    fn open_text(&self, part: &str, sealed: &[u8]) -> Option<String> {
+        let plain = self.keyring.open_part(self.key, self.item, part, sealed)?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+/// Slot id -> time of a public request's slots.
+fn read_slot_times(doc: &AutoCommit, request: &ObjId) -> BTreeMap<String, i64> {
+    let Some(slots) = child_map(doc, request, SLOTS) else {
+        return BTreeMap::new();
+    };
+    doc.map_range(&slots, ..)
+        .filter_map(|e| {
+            let at: Option<i64> = hydrate_prop(doc, e.id(), "d").ok()?;
+            Some((e.key.to_string(), at?))
+        })
+        .collect()
+}
+
+/// The asker's thanks: member id -> note, as written by the item's author.
+fn read_thanks(doc: &AutoCommit, item: &ObjId, opener: Option<&Opener<'_>>) -> Vec<ThanksView> {
+    let Some(thanks) = child_map(doc, item, THANKS) else {
+        return Vec::new();
+    };
+    let Some(author) = creator_actor(item) else {
+        return Vec::new();
+    };
+    if creator_actor(&thanks) != Some(author) {
+        return Vec::new();
+    }
+    doc.map_range(&thanks, ..)
+        .filter(|e| actor_for_member(&e.key).is_ok())
+        .filter_map(|e| {
+            let note = match (&e.value, opener) {
+                (ValueRef::Scalar(automerge::ScalarValueRef::Str(s)), None) => s.to_string(),
+                (ValueRef::Scalar(automerge::ScalarValueRef::Bytes(b)), Some(opener)) => {
+                    opener.open_text(&private::thanks_part(&e.key), b)?
+                }
+                (ValueRef::Scalar(automerge::ScalarValueRef::Str(s)), Some(_)) if s.is_empty() => {
+                    String::new()
+                }
+                _ => return None,
+            };
+            Some(ThanksView {
+                member: e.key.to_string(),
+                note: (!note.is_empty()).then_some(note),
+            })
+        })
+        .collect()
 }
 
 /// The roster, oldest member first. Entries with an invalid id or unreadable fields are
@@ -481,6 +793,7 @@ fn read_members(doc: &AutoCommit) -> Vec<MemberView> {
                 role: Role::from_stored(&m.role),
                 joined_at: m.joined_at,
                 addresses: read_addresses(doc, &obj, &owner),
+                quiet: read_own_text(doc, &obj, &owner, QUIET),
                 invited_via,
             })
         })
@@ -507,6 +820,19 @@ fn read_addresses(doc: &AutoCommit, entry: &ObjId, owner: &[u8; 16]) -> Vec<Stri
         .unwrap_or_default()
 }
 
+/// A text field of a roster entry as its owner wrote it; anyone else's value is ignored.
+fn read_own_text(doc: &AutoCommit, entry: &ObjId, owner: &[u8; 16], key: &str) -> Option<String> {
+    doc.get_all(entry, key)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, op)| creator_actor(op) == Some(owner.as_slice()))
+        .filter_map(|(v, _)| match v {
+            Value::Scalar(s) => s.as_str().map(str::to_string),
+            _ => None,
+        })
+        .next_back()
+}
+
 /// Splits a stored address list, keeping only lines that are valid addresses.
 pub(crate) fn parse_addresses(joined: &str) -> Vec<String> {
     joined
@@ -521,30 +847,62 @@ pub(crate) fn parse_addresses(joined: &str) -> Vec<String> {
         .collect()
 }
 
-/// The claims on a request, oldest first. A claim counts only if the member its key names
-/// created it: nobody can offer help in someone else's name.
-fn read_claims(doc: &AutoCommit, request: &ObjId) -> Vec<ClaimView> {
-    let Some(claims) = child_map(doc, request, CLAIMS) else {
+/// The claims in the claims map of `holder` (a request, an offer or a slot), in the order
+/// they were made. A claim counts only if the member its key names created it: nobody can
+/// offer help in someone else's name.
+///
+/// With `spots`, the claims after the first `spots` are on standby. "First" is the order
+/// of the claims' automerge op ids (Lamport counter, then actor): a claim made after its
+/// maker saw another always comes after it, and claims made apart are ordered the same way
+/// by every member, whatever arrived first. Self-reported times play no part.
+fn read_claims(
+    doc: &AutoCommit,
+    holder: &ObjId,
+    slot: Option<&str>,
+    spots: Option<usize>,
+    opener: Option<&Opener<'_>>,
+) -> Vec<ClaimView> {
+    let Some(claims) = child_map(doc, holder, CLAIMS) else {
         return Vec::new();
     };
-    let mut out: Vec<ClaimView> = doc
+    let mut out: Vec<((u64, Vec<u8>), ClaimView)> = doc
         .map_range(&claims, ..)
         .filter(|e| matches!(e.value, ValueRef::Object(ObjType::Map)))
         .filter_map(|e| {
             let owner = actor_for_member(&e.key).ok()?;
             let id = e.id();
-            if creator_actor(&id)? != owner.as_slice() {
+            let ObjId::Id(counter, actor, _) = &id else {
+                return None;
+            };
+            if actor.to_bytes() != owner.as_slice() {
                 return None;
             }
             let claim = ClaimDoc::hydrate_map(doc, &id).ok()?;
-            Some(ClaimView {
-                member: e.key.to_string(),
-                at: claim.at,
-            })
+            let message = match opener {
+                None => claim.message,
+                Some(opener) => claim.sealed_message.and_then(|sealed| {
+                    opener.open_text(&private::claim_part(slot, &e.key), &sealed)
+                }),
+            };
+            Some((
+                (*counter, owner.to_vec()),
+                ClaimView {
+                    member: e.key.to_string(),
+                    at: claim.at,
+                    message,
+                    standby: false,
+                },
+            ))
         })
         .collect();
-    out.sort_by(|a, b| (a.at, &a.member).cmp(&(b.at, &b.member)));
-    out
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter()
+        .enumerate()
+        .map(|(place, (_, mut claim))| {
+            claim.standby = spots.is_some_and(|spots| place >= spots);
+            claim
+        })
+        .collect()
 }
 
 /// Adds `replies` (oldest first) and moves `updated_at` to the latest of them.

@@ -38,6 +38,7 @@
 mod circle;
 mod feed;
 mod payload;
+mod private;
 pub mod rules;
 mod schema;
 mod types;
@@ -45,9 +46,11 @@ mod validate;
 
 pub use circle::{Circle, Rejection};
 pub use payload::Payload;
+pub use private::{ItemSecret, Keyring, MAX_AUDIENCE};
 pub use types::{
-    ClaimView, HelpKind, InviteView, ItemId, ItemKind, ItemView, MemberView, Mood, NewRequest,
-    ReplyView, RequestStatus, Role, actor_for_member, invite_id, invite_id_bytes, member_id,
+    ClaimView, HelpKind, Horizon, InviteView, ItemEdit, ItemId, ItemKind, ItemView, MemberView,
+    Mood, NewCheckin, NewOffer, NewRequest, ReplyView, RequestStatus, Role, SlotView, ThanksView,
+    actor_for_member, invite_id, invite_id_bytes, member_id,
 };
 
 /// Limits, in characters, checked before anything is written.
@@ -57,6 +60,15 @@ pub const MAX_NOTE_CHARS: usize = 1000;
 pub const MAX_TITLE_CHARS: usize = 120;
 pub const MAX_DETAILS_CHARS: usize = 2000;
 pub const MAX_REPLY_CHARS: usize = 1000;
+pub const MAX_HELP_CHARS: usize = 500;
+pub const MAX_MESSAGE_CHARS: usize = 280;
+pub const MAX_WHEN_CHARS: usize = 120;
+/// A recurring need expands into at most this many slots.
+pub const MAX_SLOTS: usize = 62;
+/// The most helpers or portions a request may ask for.
+pub const MAX_HELPERS: u32 = 100;
+/// Quiet hours as a member publishes them ("22:00-07:00").
+pub const MAX_QUIET_CHARS: usize = 32;
 /// Limits on the network addresses a member publishes on their roster entry.
 pub const MAX_ADDRESSES: usize = 8;
 pub const MAX_ADDRESS_CHARS: usize = 128;
@@ -122,6 +134,22 @@ pub enum CoreError {
     BadAddress(String),
     #[error("too many network addresses ({0}, at most {max})", max = MAX_ADDRESSES)]
     TooManyAddresses(usize),
+    #[error("request {id} has no slot {slot}")]
+    UnknownSlot { id: String, slot: String },
+    #[error("request {0} is a recurring need; choose a slot with --slot")]
+    NeedsSlot(String),
+    #[error("slot {slot} of request {id} is already taken")]
+    SlotTaken { id: String, slot: String },
+    #[error("request {0} already has every helper it asked for")]
+    RequestFull(String),
+    #[error("{0} is not an offer")]
+    NotAnOffer(String),
+    #[error("{what}: {why}")]
+    Invalid { what: &'static str, why: String },
+    #[error("this circle was founded before {0} existed and cannot hold them")]
+    OldCircle(&'static str),
+    #[error("{0} is private; it cannot be edited (post a new one)")]
+    PrivateEdit(String),
     #[error("id {0} is already in use; make a new one")]
     IdInUse(String),
     #[error("the circle document is damaged: {0}")]
@@ -130,3 +158,4 @@ pub enum CoreError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]

@@ -90,8 +90,16 @@ fn require_request(item: &ItemView) -> Result<RequestStatus, CoreError> {
     }
 }
 
+/// A request or an offer: the items that take claims.
+fn require_claimable(item: &ItemView) -> Result<RequestStatus, CoreError> {
+    match (item.kind, item.status) {
+        (ItemKind::Request | ItemKind::Offer, Some(status)) => Ok(status),
+        _ => Err(CoreError::NotARequest(item.id.clone())),
+    }
+}
+
 fn require_open(item: &ItemView, status: RequestStatus) -> Result<(), CoreError> {
-    if status.is_closed() {
+    if status.is_closed() || status == RequestStatus::Expired {
         Err(CoreError::RequestClosed {
             id: item.id.clone(),
             status: status.as_str(),
@@ -101,19 +109,69 @@ fn require_open(item: &ItemView, status: RequestStatus) -> Result<(), CoreError>
     }
 }
 
-fn has_claim(item: &ItemView, member: &str) -> bool {
-    item.claims.iter().any(|c| c.member == member)
+/// The claims a claim of `member` goes among: the request's (or offer's), or a slot's.
+fn claims_of<'a>(
+    item: &'a ItemView,
+    slot: Option<&str>,
+) -> Result<&'a [crate::ClaimView], CoreError> {
+    match slot {
+        None if !item.slots.is_empty() => Err(CoreError::NeedsSlot(item.id.clone())),
+        None => Ok(&item.claims),
+        Some(slot) => item
+            .slots
+            .iter()
+            .find(|s| s.id == slot)
+            .map(|s| s.claims.as_slice())
+            .ok_or_else(|| CoreError::UnknownSlot {
+                id: item.id.clone(),
+                slot: slot.to_string(),
+            }),
+    }
 }
 
 /// `member` offers to help: only on someone else's open request, once.
 pub fn check_claim(item: &ItemView, member: &str) -> Result<(), CoreError> {
-    let status = require_request(item)?;
+    check_claim_at(item, member, None, i64::MIN)
+}
+
+/// `member` offers to help with a request (in `slot`, for a recurring need) or accepts an
+/// offer, at `now`: only someone else's, while open and not expired, once, while a spot is
+/// free. Past slots take no claims.
+pub fn check_claim_at(
+    item: &ItemView,
+    member: &str,
+    slot: Option<&str>,
+    now: i64,
+) -> Result<(), CoreError> {
+    require_claimable(item)?;
     if item.author == member {
         return Err(CoreError::OwnRequest(item.id.clone()));
     }
+    let status = item.status_at(now).unwrap_or(RequestStatus::Open);
     require_open(item, status)?;
-    if has_claim(item, member) {
+    let claims = claims_of(item, slot)?;
+    if claims.iter().any(|c| c.member == member) {
         return Err(CoreError::AlreadyClaimed(item.id.clone()));
+    }
+    if let Some(slot_id) = slot {
+        let slot = item.slots.iter().find(|s| s.id == slot_id);
+        if slot.is_some_and(|s| s.at < now) {
+            return Err(CoreError::RequestClosed {
+                id: format!("{} slot {slot_id}", item.id),
+                status: "past",
+            });
+        }
+        if !claims.is_empty() {
+            return Err(CoreError::SlotTaken {
+                id: item.id.clone(),
+                slot: slot_id.to_string(),
+            });
+        }
+    } else if let Some(wanted) = item.helpers {
+        let holding = claims.iter().filter(|c| !c.standby).count();
+        if holding >= wanted as usize {
+            return Err(CoreError::RequestFull(item.id.clone()));
+        }
     }
     authorize(
         &Write::Claim {
@@ -125,11 +183,42 @@ pub fn check_claim(item: &ItemView, member: &str) -> Result<(), CoreError> {
     )
 }
 
+/// `member` changes the message of a claim they already made: allowed while the item is
+/// not closed.
+pub fn check_claim_update(
+    item: &ItemView,
+    member: &str,
+    slot: Option<&str>,
+) -> Result<(), CoreError> {
+    let status = require_claimable(item)?;
+    if status.is_closed() {
+        return Err(CoreError::RequestClosed {
+            id: item.id.clone(),
+            status: status.as_str(),
+        });
+    }
+    let claims = claims_of(item, slot)?;
+    if !claims.iter().any(|c| c.member == member) {
+        return Err(CoreError::NotClaimed(item.id.clone()));
+    }
+    Ok(())
+}
+
 /// `member` withdraws their offer: only a claim that exists and is their own. Allowed on a
 /// closed request too, so nobody stays listed against their will.
 pub fn check_unclaim(item: &ItemView, member: &str) -> Result<(), CoreError> {
-    require_request(item)?;
-    if !has_claim(item, member) {
+    check_unclaim_at(item, member, None)
+}
+
+/// [`check_unclaim`] for a claim in `slot` (or an offer's acceptance).
+pub fn check_unclaim_at(
+    item: &ItemView,
+    member: &str,
+    slot: Option<&str>,
+) -> Result<(), CoreError> {
+    require_claimable(item)?;
+    let claims = claims_of(item, slot)?;
+    if !claims.iter().any(|c| c.member == member) {
         return Err(CoreError::NotClaimed(item.id.clone()));
     }
     authorize(
@@ -142,9 +231,10 @@ pub fn check_unclaim(item: &ItemView, member: &str) -> Result<(), CoreError> {
     )
 }
 
-/// `member` marks the request fulfilled or cancelled: only its author, only while open.
+/// `member` marks the request fulfilled or cancelled (or withdraws an offer): only its
+/// author, only while open. An expired request can still be closed.
 pub fn check_close(item: &ItemView, member: &str) -> Result<(), CoreError> {
-    let status = require_request(item)?;
+    let status = require_claimable(item)?;
     authorize(
         &Write::Item {
             id: &item.id,
@@ -153,7 +243,99 @@ pub fn check_close(item: &ItemView, member: &str) -> Result<(), CoreError> {
         member,
         None,
     )?;
-    require_open(item, status)
+    if status.is_closed() {
+        return Err(CoreError::RequestClosed {
+            id: item.id.clone(),
+            status: status.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// The asker thanks `helper`: only the request's author, only someone who claimed it.
+pub fn check_thank(item: &ItemView, writer: &str, helper: &str) -> Result<(), CoreError> {
+    require_request(item)?;
+    authorize(
+        &Write::Item {
+            id: &item.id,
+            author: &item.author,
+        },
+        writer,
+        None,
+    )?;
+    if !item.all_claims().any(|c| c.member == helper) {
+        return Err(CoreError::NotClaimed(item.id.clone()));
+    }
+    Ok(())
+}
+
+/// The author edits an item's words or times: not a private one (sealed once), not a
+/// closed one.
+pub fn check_edit(item: &ItemView, writer: &str) -> Result<(), CoreError> {
+    authorize(
+        &Write::Item {
+            id: &item.id,
+            author: &item.author,
+        },
+        writer,
+        None,
+    )?;
+    if item.audience.is_some() {
+        return Err(CoreError::PrivateEdit(item.id.clone()));
+    }
+    if let Some(status) = item.status
+        && status.is_closed()
+    {
+        return Err(CoreError::RequestClosed {
+            id: item.id.clone(),
+            status: status.as_str(),
+        });
+    }
+    Ok(())
+}
+
+/// The terms of a new request: a window that ends after it starts, a sane number of
+/// helpers, and slots within limits.
+pub fn check_request_terms(request: &crate::NewRequest) -> Result<(), CoreError> {
+    if let (Some(start), Some(end)) = (request.window_start, request.needed_by)
+        && start >= end
+    {
+        return Err(CoreError::Invalid {
+            what: "time window",
+            why: "it must end after it starts".into(),
+        });
+    }
+    if request.window_start.is_some() && request.needed_by.is_none() {
+        return Err(CoreError::Invalid {
+            what: "time window",
+            why: "a window needs an end".into(),
+        });
+    }
+    if let Some(n) = request.helpers
+        && (n == 0 || n > crate::MAX_HELPERS)
+    {
+        return Err(CoreError::Invalid {
+            what: "helpers",
+            why: format!("between 1 and {}", crate::MAX_HELPERS),
+        });
+    }
+    if request.slots.len() > crate::MAX_SLOTS {
+        return Err(CoreError::Invalid {
+            what: "slots",
+            why: format!(
+                "{} slots; at most {}",
+                request.slots.len(),
+                crate::MAX_SLOTS
+            ),
+        });
+    }
+    if !request.slots.is_empty() && request.helpers.is_some() {
+        return Err(CoreError::Invalid {
+            what: "helpers",
+            why: "a recurring need takes one helper per slot".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Replies go on check-ins and requests of any status; `item` is `None` when `id` names
@@ -350,9 +532,20 @@ mod tests {
                 .map(|m| crate::ClaimView {
                     member: (*m).into(),
                     at: 2,
+                    message: None,
+                    standby: false,
                 })
                 .collect(),
             replies: vec![],
+            help: None,
+            window_start: None,
+            horizon: None,
+            helpers: None,
+            slots: vec![],
+            thanks: vec![],
+            when: None,
+            target: None,
+            audience: None,
         }
     }
 
@@ -407,6 +600,7 @@ mod tests {
                 role,
                 joined_at: 1,
                 addresses: vec![],
+                quiet: None,
                 invited_via: None,
             })
             .collect()

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use autosurgeon::bytes::ByteArray;
+use autosurgeon::bytes::{ByteArray, ByteVec};
 use autosurgeon::{Hydrate, HydrateError, Prop, ReadDoc, Reconcile};
 
 /// Root keys. Every one of them is created in the genesis change, so no two members ever
@@ -18,6 +18,10 @@ pub(crate) const CHECKINS: &str = "c";
 pub(crate) const REQUESTS: &str = "q";
 pub(crate) const REPLIES: &str = "r";
 pub(crate) const INVITES: &str = "i";
+/// Root keys added after the first circles were founded: circles founded earlier have
+/// none, and cannot hold offers or nudges (creating them later could race and lose).
+pub(crate) const OFFERS: &str = "o";
+pub(crate) const NUDGES: &str = "g";
 
 /// Keys of a roster entry written after it was created: the role (by a steward) and the
 /// member's own network addresses (by that member only).
@@ -28,8 +32,20 @@ pub(crate) const INVITED_VIA: &str = "i";
 /// Key of an invite's revoked flag.
 pub(crate) const REVOKED: &str = "r";
 
-/// Key of a request's claims map, inside the request.
+/// Key of a request's (or offer's, or slot's) claims map, inside it.
 pub(crate) const CLAIMS: &str = "l";
+/// Key of a request's slots map (recurring needs), written with the request.
+pub(crate) const SLOTS: &str = "v";
+/// Key of a request's thanks map (member id -> note), written by the asker only.
+pub(crate) const THANKS: &str = "y";
+/// Key of a claim's message.
+pub(crate) const MESSAGE: &str = "m";
+/// Key of a claim's message sealed under a private item's key.
+pub(crate) const SEALED_MESSAGE: &str = "mx";
+/// Key of a private item's sealed content (its readers' key slots are under "xk").
+pub(crate) const SEALED: &str = "x";
+/// Key of a roster entry's quiet hours, written by the member alone.
+pub(crate) const QUIET: &str = "q";
 /// Keys of a request's status and updated time, written by done/cancel.
 pub(crate) const STATUS: &str = "s";
 pub(crate) const UPDATED_AT: &str = "e";
@@ -37,6 +53,8 @@ pub(crate) const UPDATED_AT: &str = "e";
 pub(crate) const STATUS_OPEN: &str = "open";
 pub(crate) const STATUS_FULFILLED: &str = "fulfilled";
 pub(crate) const STATUS_CANCELLED: &str = "cancelled";
+/// An offer its author took back.
+pub(crate) const STATUS_WITHDRAWN: &str = "withdrawn";
 
 /// What the founder writes in the genesis change: every container the document will have.
 #[derive(Debug, Reconcile)]
@@ -53,6 +71,10 @@ pub(crate) struct Genesis {
     pub replies: BTreeMap<String, ReplyDoc>,
     #[autosurgeon(rename = "i")]
     pub invites: BTreeMap<String, InviteDoc>,
+    #[autosurgeon(rename = "o")]
+    pub offers: BTreeMap<String, OfferDoc>,
+    #[autosurgeon(rename = "g")]
+    pub nudges: BTreeMap<String, SealedDoc>,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
@@ -95,6 +117,9 @@ pub(crate) struct CheckinDoc {
     pub mood: u8,
     #[autosurgeon(rename = "n", missing = "Default::default")]
     pub note: Option<String>,
+    /// What would help, in the member's words.
+    #[autosurgeon(rename = "w", missing = "Default::default")]
+    pub help: Option<String>,
     #[autosurgeon(rename = "c")]
     pub created_at: i64,
 }
@@ -112,6 +137,15 @@ pub(crate) struct RequestDoc {
     pub needed_by: Option<i64>,
     #[autosurgeon(rename = "u", missing = "Default::default")]
     pub urgent: bool,
+    /// Start of the time window that ends at `needed_by`.
+    #[autosurgeon(rename = "w", missing = "Default::default")]
+    pub window_start: Option<i64>,
+    /// The urgency word: "today", "this week" or "whenever".
+    #[autosurgeon(rename = "h", missing = "Default::default")]
+    pub horizon: Option<String>,
+    /// How many helpers or portions are wanted; absent: any number.
+    #[autosurgeon(rename = "p", missing = "Default::default")]
+    pub helpers: Option<u32>,
     /// "open", "fulfilled" or "cancelled"; "claimed" is derived, never stored.
     #[autosurgeon(rename = "s")]
     pub status: String,
@@ -123,12 +157,98 @@ pub(crate) struct RequestDoc {
     /// ever add keys to it. Read separately, because each claim's writer must be checked.
     #[autosurgeon(rename = "l", hydrate = "skip_claims")]
     pub claims: BTreeMap<String, ClaimDoc>,
+    /// Slot id -> slot, for recurring needs; written with the request and never after.
+    #[autosurgeon(rename = "v", hydrate = "skip_slots")]
+    pub slots: BTreeMap<String, SlotDoc>,
+}
+
+/// One dated slot of a recurring need, with its own claims.
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct SlotDoc {
+    /// When the slot is (Unix ms); absent in a private request, whose content holds it.
+    #[autosurgeon(rename = "d", missing = "Default::default")]
+    pub at: Option<i64>,
+    #[autosurgeon(rename = "l", hydrate = "skip_claims")]
+    pub claims: BTreeMap<String, ClaimDoc>,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
 pub(crate) struct ClaimDoc {
     #[autosurgeon(rename = "a")]
     pub at: i64,
+    /// A short message from the helper ("I'll bring soup at 6").
+    #[autosurgeon(rename = "m", missing = "Default::default")]
+    pub message: Option<String>,
+    /// The message sealed under the item's key, on a private item.
+    #[autosurgeon(rename = "mx", missing = "Default::default")]
+    pub sealed_message: Option<ByteVec>,
+}
+
+/// A standing offer of help. Acceptances are claims, keyed by the accepting member.
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct OfferDoc {
+    #[autosurgeon(rename = "k")]
+    pub kind: String,
+    #[autosurgeon(rename = "t")]
+    pub title: String,
+    #[autosurgeon(rename = "d", missing = "Default::default")]
+    pub details: Option<String>,
+    /// When the offer holds, in the author's words ("Tuesdays after school").
+    #[autosurgeon(rename = "w", missing = "Default::default")]
+    pub when: Option<String>,
+    /// "open" or "withdrawn".
+    #[autosurgeon(rename = "s")]
+    pub status: String,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+    #[autosurgeon(rename = "e")]
+    pub updated_at: i64,
+    #[autosurgeon(rename = "l", hydrate = "skip_claims")]
+    pub claims: BTreeMap<String, ClaimDoc>,
+}
+
+/// A private request as written: what [`SealedDoc`] reads, plus what stays in the open.
+#[derive(Debug, Reconcile)]
+pub(crate) struct SealedRequestDoc {
+    #[autosurgeon(rename = "x")]
+    pub sealed: ByteVec,
+    #[autosurgeon(rename = "xk")]
+    pub key_slots: ByteVec,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+    #[autosurgeon(rename = "s")]
+    pub status: String,
+    #[autosurgeon(rename = "e")]
+    pub updated_at: i64,
+    #[autosurgeon(rename = "l")]
+    pub claims: BTreeMap<String, ClaimDoc>,
+    /// Present (maybe empty) on requests only.
+    #[autosurgeon(rename = "v")]
+    pub slots: Option<BTreeMap<String, SlotDoc>>,
+}
+
+/// A reply to a private item: its text sealed under the item's key.
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct SealedReplyDoc {
+    #[autosurgeon(rename = "i")]
+    pub item: String,
+    #[autosurgeon(rename = "x")]
+    pub sealed: ByteVec,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+}
+
+/// A private item as stored: its content sealed for its readers (`docs/document.md`).
+/// Status, claims, slots and times stay in the open, beside it, so that the rules of who
+/// may write what hold for members who cannot read it too.
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct SealedDoc {
+    #[autosurgeon(rename = "x")]
+    pub sealed: ByteVec,
+    #[autosurgeon(rename = "xk")]
+    pub key_slots: ByteVec,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
@@ -140,6 +260,14 @@ pub(crate) struct ReplyDoc {
     pub text: String,
     #[autosurgeon(rename = "c")]
     pub created_at: i64,
+}
+
+fn skip_slots<D: ReadDoc>(
+    _doc: &D,
+    _obj: &automerge::ObjId,
+    _prop: Prop<'_>,
+) -> Result<BTreeMap<String, SlotDoc>, HydrateError> {
+    Ok(BTreeMap::new())
 }
 
 /// Claims are read one by one with their writer's actor (see `feed::read_claims`).

@@ -5,13 +5,13 @@ use automerge::{ObjType, ReadDoc, ScalarValue};
 
 use super::*;
 
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
 fn member(n: u8) -> String {
     member_id(&[n; 32])
 }
 
-fn iid(n: u64) -> ItemId {
+pub(super) fn iid(n: u64) -> ItemId {
     ItemId::from_random(n.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes())
 }
 
@@ -22,6 +22,7 @@ fn ride(title: &str) -> NewRequest {
         details: Some("to the clinic".into()),
         needed_by: Some(T0 + 86_400_000),
         urgent: true,
+        ..NewRequest::default()
     }
 }
 
@@ -61,7 +62,7 @@ fn refused_by(c: &mut Circle, changes: &[Vec<u8>]) {
 }
 
 /// Delivers `changes` to every circle in `to`.
-fn deliver(changes: &[Vec<u8>], to: &mut [&mut Circle]) {
+pub(super) fn deliver(changes: &[Vec<u8>], to: &mut [&mut Circle]) {
     for c in to.iter_mut() {
         c.apply_changes(changes).unwrap();
     }
@@ -176,6 +177,7 @@ fn found_creates_the_circle() {
             role: Role::Steward,
             joined_at: T0,
             addresses: vec![],
+            quiet: None,
             invited_via: None,
         }]
     );
@@ -356,7 +358,9 @@ fn claim_and_unclaim() {
         item.claims,
         vec![ClaimView {
             member: member(2),
-            at: T0 + 20
+            at: T0 + 20,
+            message: None,
+            standby: false,
         }]
     );
     assert_eq!(item.updated_at, T0 + 20);
@@ -389,7 +393,9 @@ fn claim_and_unclaim() {
         item.claims,
         vec![ClaimView {
             member: member(3),
-            at: T0 + 21
+            at: T0 + 21,
+            message: None,
+            standby: false,
         }]
     );
     assert_eq!(item.status, Some(RequestStatus::Claimed));
@@ -793,7 +799,7 @@ fn edits_before_genesis_are_refused() {
 
 /// Writes with the raw automerge API as `writer`, bypassing the rules, as a hostile or
 /// buggy member could; returns the change.
-fn raw_edit(c: &mut Circle, edit: impl FnOnce(&mut automerge::AutoCommit)) -> Vec<u8> {
+pub(super) fn raw_edit(c: &mut Circle, edit: impl FnOnce(&mut automerge::AutoCommit)) -> Vec<u8> {
     edit(&mut c.doc);
     c.doc
         .commit_with(CommitOptions::default().with_time(0))
@@ -801,7 +807,7 @@ fn raw_edit(c: &mut Circle, edit: impl FnOnce(&mut automerge::AutoCommit)) -> Ve
     c.doc.get_last_local_change().unwrap().raw_bytes().to_vec()
 }
 
-fn map_at(doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
+pub(super) fn map_at(doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
     match doc.get(obj, key).unwrap() {
         Some((automerge::Value::Object(ObjType::Map), id)) => id,
         other => panic!("no map at {key}: {other:?}"),
@@ -836,7 +842,9 @@ fn forged_claims_and_items_are_not_attributed() {
         t.ann.item(req.as_str()).unwrap().claims,
         vec![ClaimView {
             member: member(3),
-            at: T0 + 1
+            at: T0 + 1,
+            message: None,
+            standby: false,
         }]
     );
 
@@ -1095,7 +1103,7 @@ fn change_sizes_stay_small() {
     );
 }
 
-const DAY: i64 = 86_400_000;
+pub(super) const DAY: i64 = 86_400_000;
 
 fn inv(n: u8) -> String {
     invite_id(&[n; 16])
@@ -1705,3 +1713,4 @@ fn honest_edits_of_every_kind_pass_the_rules() {
     assert_eq!(t.ann.members().len(), 4);
     assert_eq!(t.bob.items(), t.ann.items());
 }
+

@@ -72,7 +72,7 @@ impl FromStr for Mood {
 
 /// What kind of help a request asks for. Stored as its word; an unknown word reads as
 /// `Other` so that a newer member's kinds still show.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum HelpKind {
     Meals,
     Childcare,
@@ -80,6 +80,7 @@ pub enum HelpKind {
     Errand,
     Talk,
     Info,
+    #[default]
     Other,
 }
 
@@ -137,13 +138,67 @@ impl FromStr for HelpKind {
     }
 }
 
-/// `Claimed` is derived: an open request with at least one claim.
+/// How soon help is needed, in plain words. Stored as its word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Horizon {
+    Today,
+    ThisWeek,
+    Whenever,
+}
+
+const HORIZONS: [Horizon; 3] = [Horizon::Today, Horizon::ThisWeek, Horizon::Whenever];
+
+impl Horizon {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Horizon::Today => "today",
+            Horizon::ThisWeek => "this week",
+            Horizon::Whenever => "whenever",
+        }
+    }
+
+    /// Lenient reading of a stored word: unknown words are left out.
+    pub(crate) fn from_stored(s: &str) -> Option<Horizon> {
+        HORIZONS.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl fmt::Display for Horizon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Horizon {
+    type Err = CoreError;
+
+    /// "today", "this week" (or "this-week", "week"), "whenever"; case-insensitive.
+    fn from_str(s: &str) -> Result<Horizon, CoreError> {
+        let t = s.trim().to_ascii_lowercase().replace(['-', '_'], " ");
+        match t.as_str() {
+            "today" => Ok(Horizon::Today),
+            "this week" | "week" => Ok(Horizon::ThisWeek),
+            "whenever" | "any time" | "anytime" => Ok(Horizon::Whenever),
+            _ => Err(CoreError::UnknownValue {
+                what: "urgency",
+                value: s.to_string(),
+                expected: "today, this week, whenever",
+            }),
+        }
+    }
+}
+
+/// `Claimed` is derived: an open request with at least one claim that holds a spot.
+/// `Expired` is derived too: an open or claimed request whose time has passed (see
+/// [`ItemView::status_at`]). `Withdrawn` is an offer its author took back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RequestStatus {
     Open,
     Claimed,
     Fulfilled,
     Cancelled,
+    Expired,
+    Withdrawn,
 }
 
 impl RequestStatus {
@@ -153,12 +208,18 @@ impl RequestStatus {
             RequestStatus::Claimed => "claimed",
             RequestStatus::Fulfilled => "fulfilled",
             RequestStatus::Cancelled => "cancelled",
+            RequestStatus::Expired => "expired",
+            RequestStatus::Withdrawn => "withdrawn",
         }
     }
 
-    /// Fulfilled and cancelled requests take no new claims and cannot be closed again.
+    /// Fulfilled, cancelled and withdrawn items take no new claims and cannot be closed
+    /// again. (An expired request can still be marked done or cancelled by its author.)
     pub fn is_closed(self) -> bool {
-        matches!(self, RequestStatus::Fulfilled | RequestStatus::Cancelled)
+        matches!(
+            self,
+            RequestStatus::Fulfilled | RequestStatus::Cancelled | RequestStatus::Withdrawn
+        )
     }
 }
 
@@ -321,6 +382,8 @@ pub struct MemberView {
     /// Network addresses (multiaddr strings) the member published on their own entry.
     /// Only values the member wrote themself are read.
     pub addresses: Vec<String>,
+    /// The member's quiet hours as they published them ("22:00-07:00"), if any.
+    pub quiet: Option<String>,
     /// The invite the member joined through, if they were admitted with one.
     pub invited_via: Option<String>,
 }
@@ -345,12 +408,77 @@ pub struct InviteView {
 pub enum ItemKind {
     CheckIn,
     Request,
+    /// A standing offer of help; its claims are acceptances.
+    Offer,
+    /// A gentle ask to check in, always private to the member it names.
+    Nudge,
 }
 
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::CheckIn => "checkin",
+            ItemKind::Request => "request",
+            ItemKind::Offer => "offer",
+            ItemKind::Nudge => "nudge",
+        }
+    }
+}
+
+impl FromStr for ItemKind {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<ItemKind, CoreError> {
+        let t = s.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "checkin" | "check-in" | "checkins" => Ok(ItemKind::CheckIn),
+            "request" | "requests" | "ask" => Ok(ItemKind::Request),
+            "offer" | "offers" => Ok(ItemKind::Offer),
+            "nudge" | "nudges" => Ok(ItemKind::Nudge),
+            _ => Err(CoreError::UnknownValue {
+                what: "item kind",
+                value: s.to_string(),
+                expected: "checkin, request, offer, nudge",
+            }),
+        }
+    }
+}
+
+/// One member's claim on a request or slot (or acceptance of an offer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimView {
     pub member: String,
     pub at: i64,
+    pub message: Option<String>,
+    /// The claim came after every spot was taken (two members claimed the last one while
+    /// apart): it holds no spot, and moves up if a claim before it is withdrawn.
+    pub standby: bool,
+}
+
+/// One dated slot of a recurring need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotView {
+    pub id: String,
+    pub at: i64,
+    /// Oldest first; at most one holds the slot, the rest are on standby.
+    pub claims: Vec<ClaimView>,
+}
+
+impl SlotView {
+    /// The member holding the slot, if any.
+    pub fn taken_by(&self) -> Option<&str> {
+        self.claims
+            .iter()
+            .find(|c| !c.standby)
+            .map(|c| c.member.as_str())
+    }
+}
+
+/// The asker's thanks to a helper.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThanksView {
+    pub member: String,
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -379,15 +507,99 @@ pub struct ItemView {
     pub needed_by: Option<i64>,
     pub urgent: bool,
     pub status: Option<RequestStatus>,
+    /// Claims on the whole request (or acceptances of an offer), oldest first.
     pub claims: Vec<ClaimView>,
     pub replies: Vec<ReplyView>,
+    /// A check-in's "what would help".
+    pub help: Option<String>,
+    /// Start of a request's time window (it ends at `needed_by`).
+    pub window_start: Option<i64>,
+    pub horizon: Option<Horizon>,
+    /// How many helpers or portions a request wants; `None`: any number.
+    pub helpers: Option<u32>,
+    /// A recurring need's dated slots, in time order.
+    pub slots: Vec<SlotView>,
+    pub thanks: Vec<ThanksView>,
+    /// When an offer holds, in its author's words.
+    pub when: Option<String>,
+    /// The member a nudge asks to check in.
+    pub target: Option<String>,
+    /// For a private item, the members besides its author who can read it; `None` for an
+    /// item every member reads.
+    pub audience: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl ItemView {
+    /// When a request stops taking help: its needed-by time, or its last slot's.
+    pub fn deadline(&self) -> Option<i64> {
+        if self.kind != ItemKind::Request {
+            return None;
+        }
+        self.slots.iter().map(|s| s.at).max().or(self.needed_by)
+    }
+
+    /// The status as of `now` (Unix ms): an open or claimed request past its deadline
+    /// reads as expired.
+    pub fn status_at(&self, now: i64) -> Option<RequestStatus> {
+        match self.status {
+            Some(RequestStatus::Open | RequestStatus::Claimed)
+                if self.deadline().is_some_and(|d| d < now) =>
+            {
+                Some(RequestStatus::Expired)
+            }
+            s => s,
+        }
+    }
+
+    /// Every claim, on the request and on its slots.
+    pub fn all_claims(&self) -> impl Iterator<Item = &ClaimView> {
+        self.claims
+            .iter()
+            .chain(self.slots.iter().flat_map(|s| s.claims.iter()))
+    }
+
+    /// Whether `member` holds a spot (a claim not on standby) anywhere on this item.
+    pub fn helped_by(&self, member: &str) -> bool {
+        self.all_claims().any(|c| c.member == member && !c.standby)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewRequest {
     pub kind: HelpKind,
     pub title: String,
     pub details: Option<String>,
     pub needed_by: Option<i64>,
     pub urgent: bool,
+    pub window_start: Option<i64>,
+    pub horizon: Option<Horizon>,
+    pub helpers: Option<u32>,
+    /// Times of a recurring need's slots (Unix ms); empty for a one-off request.
+    pub slots: Vec<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewOffer {
+    pub kind: HelpKind,
+    pub title: String,
+    pub details: Option<String>,
+    pub when: Option<String>,
+}
+
+/// What a check-in says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCheckin {
+    pub mood: Mood,
+    pub note: Option<String>,
+    pub help: Option<String>,
+}
+
+/// An author's changes to an item's words and times; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemEdit {
+    pub title: Option<String>,
+    pub details: Option<String>,
+    pub note: Option<String>,
+    pub needed_by: Option<i64>,
+    pub when: Option<String>,
 }

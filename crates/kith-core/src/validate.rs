@@ -20,11 +20,11 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, R
 
 use crate::rules::{self, Write};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, INVITED_VIA, INVITES, MEMBERS, NAME, REPLIES, REQUESTS, REVOKED,
-    ROLE,
+    ADDRESSES, CHECKINS, CLAIMS, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, QUIET,
+    REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS,
 };
 use crate::types::in_alphabet;
-use crate::{CoreError, Role, actor_for_member, invite_id_bytes};
+use crate::{CoreError, ItemKind, Role, actor_for_member, invite_id_bytes};
 
 /// Keys of an invite map (`docs/document.md`).
 const INVITE_EXPIRES: &str = "x";
@@ -41,14 +41,26 @@ enum Place {
     Requests,
     Replies,
     Invites,
+    Offers,
+    Nudges,
     /// Member `m`'s roster entry.
     Entry(String),
-    /// A check-in or request, created by `author` (an actor).
+    /// A check-in, request, offer or nudge, created by `author` (an actor).
     Item {
         author: ActorId,
-        request: bool,
+        kind: ItemKind,
     },
-    /// The claims map of a request.
+    /// A request's slots map, its slots and its thanks map: the request's author's.
+    Slots {
+        author: ActorId,
+    },
+    Slot {
+        author: ActorId,
+    },
+    Thanks {
+        author: ActorId,
+    },
+    /// The claims map of a request, offer or slot.
     Claims,
     /// The claim keyed by member `owner`.
     Claim(String),
@@ -73,18 +85,40 @@ fn child_place(parent: &Place, key: &str, actor: &ActorId) -> Place {
             REQUESTS => Place::Requests,
             REPLIES => Place::Replies,
             INVITES => Place::Invites,
+            OFFERS => Place::Offers,
+            NUDGES => Place::Nudges,
             _ => Place::Outside,
         },
         Place::Roster => Place::Entry(key.to_string()),
-        Place::Checkins => Place::Item {
+        Place::Checkins | Place::Requests | Place::Offers | Place::Nudges => Place::Item {
             author: actor.clone(),
-            request: false,
+            kind: match parent {
+                Place::Checkins => ItemKind::CheckIn,
+                Place::Requests => ItemKind::Request,
+                Place::Offers => ItemKind::Offer,
+                _ => ItemKind::Nudge,
+            },
         },
-        Place::Requests => Place::Item {
-            author: actor.clone(),
-            request: true,
+        Place::Item {
+            kind: ItemKind::Request | ItemKind::Offer,
+            ..
+        } if key == CLAIMS => Place::Claims,
+        Place::Item {
+            kind: ItemKind::Request,
+            author,
+        } if key == SLOTS => Place::Slots {
+            author: author.clone(),
         },
-        Place::Item { request: true, .. } if key == CLAIMS => Place::Claims,
+        Place::Item {
+            kind: ItemKind::Request,
+            author,
+        } if key == THANKS => Place::Thanks {
+            author: author.clone(),
+        },
+        Place::Slots { author } => Place::Slot {
+            author: author.clone(),
+        },
+        Place::Slot { .. } if key == CLAIMS => Place::Claims,
         Place::Claims => Place::Claim(key.to_string()),
         Place::Replies => Place::Reply {
             author: actor.clone(),
@@ -94,6 +128,13 @@ fn child_place(parent: &Place, key: &str, actor: &ActorId) -> Place {
         },
         _ => Place::Outside,
     }
+}
+
+fn is_item_container(place: &Place) -> bool {
+    matches!(
+        place,
+        Place::Checkins | Place::Requests | Place::Replies | Place::Offers | Place::Nudges
+    )
 }
 
 fn is_item_key(key: &str) -> bool {
@@ -194,7 +235,7 @@ impl<'a> Checker<'a> {
                     return Err(refused("the change makes an object the schema has not"));
                 }
                 automerge::legacy::OpType::Put(value) => {
-                    if matches!(parent, Place::Checkins | Place::Requests | Place::Replies) {
+                    if is_item_container(&parent) {
                         return Err(refused("the change puts a value where items are kept"));
                     }
                     self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
@@ -293,11 +334,14 @@ impl<'a> Checker<'a> {
             )),
             // Checked with the entry's fields once the whole change is read.
             (Place::Roster, Place::Entry(_)) => Ok(()),
-            (Place::Checkins | Place::Requests | Place::Replies, _) => {
+            (
+                Place::Checkins | Place::Requests | Place::Replies | Place::Offers | Place::Nudges,
+                _,
+            ) => {
                 if !is_item_key(key) {
                     return Err(CoreError::InvalidId(key.to_string()));
                 }
-                for container in [CHECKINS, REQUESTS, REPLIES] {
+                for container in [CHECKINS, REQUESTS, REPLIES, OFFERS, NUDGES] {
                     if let Some(map) = map_at(self.doc, &automerge::ROOT, container, Some(heads))
                         && matches!(self.doc.get_at(&map, key, heads), Ok(Some(_)))
                     {
@@ -306,9 +350,10 @@ impl<'a> Checker<'a> {
                 }
                 Ok(())
             }
-            (Place::Item { author, .. }, Place::Claims) => {
-                self.only_author(key, author, writer, false)
-            }
+            (
+                Place::Item { author, .. } | Place::Slots { author } | Place::Slot { author },
+                Place::Claims | Place::Slots { .. } | Place::Slot { .. } | Place::Thanks { .. },
+            ) => self.only_author(key, author, writer, false),
             (Place::Claims, Place::Claim(owner)) => rules::authorize(
                 &Write::Claim { request: "", owner },
                 writer,
@@ -352,13 +397,13 @@ impl<'a> Checker<'a> {
                 writer,
                 Some(Role::Member),
             ),
-            Place::Checkins | Place::Requests | Place::Replies => {
+            Place::Checkins | Place::Requests | Place::Replies | Place::Offers | Place::Nudges => {
                 // Deleting an item: `may_overwrite` holds it to the item's author.
                 Ok(())
             }
             Place::Invites => Err(refused("only invites are written in the invites map")),
             Place::Entry(owner) => match key {
-                ADDRESSES => {
+                ADDRESSES | QUIET => {
                     rules::authorize(&Write::Addresses { owner }, writer, Some(Role::Member))
                 }
                 ROLE if !fresh => {
@@ -367,7 +412,10 @@ impl<'a> Checker<'a> {
                 _ if fresh => Ok(()),
                 _ => rules::authorize(&Write::Roster, writer, self.role_at(writer, heads)),
             },
-            Place::Item { author, .. } => self.only_author(key, author, writer, false),
+            Place::Item { author, .. }
+            | Place::Slots { author }
+            | Place::Slot { author }
+            | Place::Thanks { author } => self.only_author(key, author, writer, false),
             Place::Claim(owner) => rules::authorize(
                 &Write::Claim { request: "", owner },
                 writer,
@@ -409,7 +457,7 @@ impl<'a> Checker<'a> {
         preds: &[&ActorId],
         writer: &str,
     ) -> Result<(), CoreError> {
-        if !matches!(parent, Place::Checkins | Place::Requests | Place::Replies) {
+        if !is_item_container(parent) {
             return Ok(());
         }
         match preds.iter().find(|p| **p != actor) {

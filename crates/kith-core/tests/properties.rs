@@ -192,6 +192,7 @@ fn run(members: usize, ops: Vec<Op>, seed: u64) -> Result<(), TestCaseError> {
                     details: None,
                     needed_by: None,
                     urgent,
+                    ..NewRequest::default()
                 };
                 let c = nodes[who].circle.ask(&new_id, &req, now).unwrap();
                 nodes[who].learn(c);
@@ -333,6 +334,7 @@ fn sample_changes() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         details: Some("d".into()),
         needed_by: Some(T0),
         urgent: true,
+        ..NewRequest::default()
     };
     let mut edits = vec![
         ann.checkin(&iid(1), Mood::Low, Some("note"), T0).unwrap(),

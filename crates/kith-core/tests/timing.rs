@@ -36,6 +36,7 @@ fn circle_with(n: u64) -> (Circle, Vec<Vec<u8>>) {
         details: None,
         needed_by: None,
         urgent: false,
+        ..NewRequest::default()
     };
     let mut ann_new = Vec::new();
     let mut bob_new = Vec::new();

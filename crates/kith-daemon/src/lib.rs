@@ -13,8 +13,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod attention;
+mod keyring;
 mod network;
 mod node;
+mod notify;
 mod server;
 mod views;
 

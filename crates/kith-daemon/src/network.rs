@@ -31,6 +31,7 @@ use kith_sync::join::{JoinAnswer, JoinRequest, WrappedEpoch, parse_join_request}
 use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::keyring::CircleKeyring;
 use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
 use crate::views;
 
@@ -489,6 +490,8 @@ impl Node {
     /// Every [`SYNC_INTERVAL`]: compare with every connected member that is due, expire
     /// waits and bans.
     pub(crate) fn on_tick(&mut self) {
+        // Notices held during quiet hours go out once they end.
+        self.notifications.flush(crate::notify::local_minute_now());
         let now = Instant::now();
         let peers: Vec<PeerId> = self.net.connected.iter().copied().collect();
         for peer in peers {
@@ -658,7 +661,7 @@ impl Node {
             };
             for item in after {
                 if before.get(&item.id) != Some(&item)
-                    && let Some(info) = views::item(circle.id, &circle.doc, &item.id)
+                    && let Some(info) = views::item(circle.id, &circle.doc, &item.id, now_ms())
                 {
                     let _ = self.events.send(ItemEvent {
                         circle: circle.id,
@@ -666,6 +669,10 @@ impl Node {
                     });
                 }
             }
+            self.attend(index);
+            let Some(circle) = self.circles.get_mut(index) else {
+                return;
+            };
             let roster_changed = circle.doc.members() != roster_before;
             if roster_changed {
                 self.refresh_allowed();
@@ -1013,10 +1020,11 @@ impl Node {
         if let Err(e) = tokio::task::block_in_place(|| self.store.put_circle(&record)) {
             return fail(reply, format!("cannot store the circle: {e}"));
         }
-        let doc = match Circle::load(&self.member_id.to_string(), &[]) {
+        let mut doc = match Circle::load(&self.member_id.to_string(), &[]) {
             Ok(doc) => doc,
             Err(e) => return fail(reply, e.to_string()),
         };
+        doc.set_keyring(CircleKeyring::shared(&self.identity, circle_id));
         let keys: BTreeMap<u32, EpochKey> = record.epoch_keys.into_iter().collect();
         let epoch = keys.keys().next_back().copied().unwrap_or(0);
         self.circles.push(CircleState {

@@ -7,20 +7,26 @@
 //! clients share one fsync.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use kith_core::{Circle, CoreError, HelpKind, ItemId, Mood, NewRequest, Payload};
+use kith_core::{
+    Circle, CoreError, Horizon, ItemEdit, ItemId, NewCheckin, NewOffer, NewRequest, Payload,
+};
 use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey, Hash, MemberId};
 use kith_ipc::{
-    CircleInfo, ErrorKind, ErrorReply, ExportInfo, ItemInfo, Reply, Request, Response, StatusInfo,
+    CircleInfo, ErrorKind, ErrorReply, ExportInfo, FeedFilter, ItemInfo, Reply, Request, Response,
+    StatusInfo,
 };
 use kith_store::{CircleRecord, Store, StoreWriter};
 use kith_sync::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::attention::{self, Digest};
+use crate::keyring::CircleKeyring;
+use crate::notify::{self, NoticeKind, Notifications, NotifySettings, QuietHours};
 use crate::{
     DaemonError, Stopped,
     network::{Internal, NetState, SYNC_INTERVAL},
@@ -68,6 +74,11 @@ pub(crate) struct Node {
     pub events: broadcast::Sender<ItemEvent>,
     pub stop: watch::Sender<Option<Stopped>>,
     pub net: NetState,
+    /// Desktop notifications, and their settings as saved in the home.
+    pub notifications: Notifications,
+    pub notify_settings: NotifySettings,
+    /// Every item as the member last knew it, per circle, to tell what changed for them.
+    pub attention: HashMap<CircleId, HashMap<String, Digest>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -147,6 +158,7 @@ impl Node {
             // changes the rules refuse: they are refused again here, and the rest loads.
             let mut doc = Circle::load(&member_id.to_string(), &[])
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
+            doc.set_keyring(CircleKeyring::shared(&identity, record.id));
             if doc.apply_signed(&changes).is_err() {
                 tracing::warn!(
                     refused = doc.rejected_count(),
@@ -165,6 +177,25 @@ impl Node {
             });
         }
         let writer = store.writer();
+        let notify_settings = NotifySettings::load(&home);
+        let quiet = notify_settings
+            .quiet
+            .as_deref()
+            .and_then(|q| q.parse::<QuietHours>().ok());
+        let notifications = Notifications::from_env(notify_settings.detail, quiet);
+        let attention = circles
+            .iter()
+            .map(|c| {
+                let me = c.doc.me().to_string();
+                let digests = c
+                    .doc
+                    .items()
+                    .iter()
+                    .map(|i| (i.id.clone(), attention::digest(i, &me)))
+                    .collect();
+                (c.id, digests)
+            })
+            .collect();
         Ok(Node {
             home,
             identity,
@@ -177,7 +208,57 @@ impl Node {
             events,
             stop,
             net,
+            notifications,
+            notify_settings,
+            attention,
         })
+    }
+
+    /// Compares the items the last apply in circle `index` touched with what the member
+    /// knew of them, and tells the member what concerns them.
+    pub(crate) fn attend(&mut self, index: usize) {
+        let Some(circle) = self.circles.get(index) else {
+            return;
+        };
+        let me = circle.doc.me().to_string();
+        let items: Vec<kith_core::ItemView> = match circle.doc.last_touched() {
+            Some(ids) => ids.iter().filter_map(|id| circle.doc.item(id)).collect(),
+            None => circle.doc.items(),
+        };
+        let known = self.attention.entry(circle.id).or_default();
+        let mut notices = Vec::new();
+        for item in items {
+            let before = known.get(&item.id);
+            let name = |m: &str| circle.doc.member_name(m).unwrap_or_default();
+            for notice in attention::notices(&me, before, &item, name) {
+                if notice.kind == NoticeKind::LostRace {
+                    tracing::info!(
+                        item = %item.id,
+                        "another member took the last spot first; your claim is on standby"
+                    );
+                }
+                notices.push(notice);
+            }
+            known.insert(item.id.clone(), attention::digest(&item, &me));
+        }
+        let minute = notify::local_minute_now();
+        for notice in notices {
+            self.notifications.notify(notice, minute);
+        }
+    }
+
+    /// Records what the member now knows of item `id` after their own edit.
+    fn know(&mut self, index: usize, id: &str) {
+        let Some(circle) = self.circles.get(index) else {
+            return;
+        };
+        if let Some(item) = circle.doc.item(id) {
+            let me = circle.doc.me().to_string();
+            self.attention
+                .entry(circle.id)
+                .or_default()
+                .insert(id.to_string(), attention::digest(&item, &me));
+        }
     }
 
     pub(crate) fn circle_count(&self) -> usize {
@@ -277,12 +358,23 @@ impl Node {
                     members: views::members(&c.doc, &self.member_id),
                 }))
             }
-            Request::CheckIn { circle, mood, note } => {
-                let mood: Mood = mood.parse()?;
+            Request::CheckIn {
+                circle,
+                mood,
+                note,
+                help,
+                to,
+            } => {
+                let checkin = NewCheckin {
+                    mood: mood.parse()?,
+                    note,
+                    help,
+                };
                 let index = self.circle_index(circle.as_deref())?;
+                let audience = self.audience(index, &to)?;
                 let id = ItemId::from_random(rand::random());
                 self.edit(index, &id, |doc, now| {
-                    doc.checkin(&id, mood, note.as_deref(), now)
+                    doc.post_checkin(&id, &checkin, &audience, now)
                 })
                 .map(|o| o.answer_created(&id))
             }
@@ -293,38 +385,142 @@ impl Node {
                 details,
                 needed_by,
                 urgent,
+                window_start,
+                horizon,
+                helpers,
+                slots,
+                to,
             } => {
-                let kind: HelpKind = kind.parse()?;
-                let index = self.circle_index(circle.as_deref())?;
-                let id = ItemId::from_random(rand::random());
                 let request = NewRequest {
-                    kind,
+                    kind: kind.parse()?,
                     title,
                     details,
                     needed_by,
                     urgent,
+                    window_start,
+                    horizon: horizon.as_deref().map(str::parse::<Horizon>).transpose()?,
+                    helpers,
+                    slots,
                 };
-                self.edit(index, &id, |doc, now| doc.ask(&id, &request, now))
-                    .map(|o| o.answer_created(&id))
+                let index = self.circle_index(circle.as_deref())?;
+                let audience = self.audience(index, &to)?;
+                let id = ItemId::from_random(rand::random());
+                self.edit(index, &id, |doc, now| {
+                    doc.ask_to(&id, &request, &audience, now)
+                })
+                .map(|o| o.answer_created(&id))
             }
-            Request::Claim { item } => self.edit_item(&item, |doc, id, now| doc.claim(id, now)),
-            Request::Unclaim { item } => self.edit_item(&item, |doc, id, now| doc.unclaim(id, now)),
+            Request::Offer {
+                circle,
+                kind,
+                title,
+                details,
+                when,
+                to,
+            } => {
+                let offer = NewOffer {
+                    kind: kind.parse()?,
+                    title,
+                    details,
+                    when,
+                };
+                let index = self.circle_index(circle.as_deref())?;
+                let audience = self.audience(index, &to)?;
+                let id = ItemId::from_random(rand::random());
+                self.edit(index, &id, |doc, now| {
+                    doc.offer(&id, &offer, &audience, now)
+                })
+                .map(|o| o.answer_created(&id))
+            }
+            Request::Offers { circle } => {
+                let c = self.circle(circle.as_deref())?;
+                let filter = FeedFilter {
+                    open: true,
+                    kind: Some("offer".into()),
+                    ..FeedFilter::default()
+                };
+                Ok(Outcome::Reply(Reply::Items {
+                    items: views::items(c.id, &c.doc, None, &filter, now_ms())?,
+                }))
+            }
+            Request::Nudge {
+                circle,
+                member,
+                note,
+            } => {
+                let index = self.circle_index(circle.as_deref())?;
+                let target = self.circle_at(index)?.doc.resolve_member(&member)?;
+                let id = ItemId::from_random(rand::random());
+                self.edit(index, &id, |doc, now| {
+                    doc.nudge(&id, &target, note.as_deref(), now)
+                })
+                .map(|o| o.answer_created(&id))
+            }
+            Request::Claim {
+                item,
+                slot,
+                message,
+            } => {
+                let slot = self.slot_named(&item, slot.as_deref())?;
+                self.edit_item(&item, |doc, id, now| {
+                    doc.claim_with(id, slot.as_deref(), message.as_deref(), now)
+                })
+            }
+            Request::Unclaim { item, slot } => {
+                let slot = self.slot_named(&item, slot.as_deref())?;
+                self.edit_item(&item, |doc, id, now| {
+                    doc.unclaim_slot(id, slot.as_deref(), now)
+                })
+            }
             Request::Done { item } => self.edit_item(&item, |doc, id, now| doc.done(id, now)),
             Request::Cancel { item } => self.edit_item(&item, |doc, id, now| doc.cancel(id, now)),
+            Request::Thank { item, member, note } => {
+                let (index, _) = self.find_item(&item)?;
+                let members = match member {
+                    Some(m) => vec![self.circle_at(index)?.doc.resolve_member(&m)?],
+                    None => Vec::new(),
+                };
+                self.edit_item(&item, |doc, id, now| {
+                    doc.thank(id, &members, note.as_deref(), now)
+                })
+            }
+            Request::Edit {
+                item,
+                title,
+                details,
+                note,
+                needed_by,
+                when,
+            } => {
+                let edit = ItemEdit {
+                    title,
+                    details,
+                    note,
+                    needed_by,
+                    when,
+                };
+                self.edit_item(&item, |doc, id, now| doc.edit(id, &edit, now))
+            }
             Request::Reply { item, text } => {
                 let reply_id = ItemId::from_random(rand::random());
                 self.edit_item(&item, |doc, id, now| doc.reply(id, &reply_id, &text, now))
             }
-            Request::Feed { circle, limit } => {
+            Request::Quiet { hours } => self.set_quiet(hours),
+            Request::Notify { detail } => Ok(Outcome::Reply(self.set_notify(detail))),
+            Request::Feed {
+                circle,
+                limit,
+                filter,
+            } => {
                 let c = self.circle(circle.as_deref())?;
                 Ok(Outcome::Reply(Reply::Items {
-                    items: views::items(c.id, &c.doc, limit),
+                    items: views::items(c.id, &c.doc, limit, &filter, now_ms())?,
                 }))
             }
             Request::Show { item } => {
                 let (index, id) = self.find_item(&item)?;
                 let c = self.circle_at(index)?;
-                let item = views::item(c.id, &c.doc, id.as_str())
+                let item = views::item(c.id, &c.doc, id.as_str(), now_ms())
                     .ok_or_else(|| CoreError::UnknownItem(id.as_str().to_string()))?;
                 Ok(Outcome::Reply(Reply::Item {
                     item: Box::new(item),
@@ -344,7 +540,7 @@ impl Node {
                         exported_at: views::rfc3339(now_ms()),
                         circle: circle_info(c),
                         members: views::members(&c.doc, &self.member_id),
-                        items: views::items(c.id, &c.doc, None),
+                        items: views::items(c.id, &c.doc, None, &FeedFilter::default(), now_ms())?,
                     }),
                 }))
             }
@@ -388,7 +584,8 @@ impl Node {
         let mut rng = rand::rng();
         let id = CircleId::random(&mut rng);
         let now = now_ms();
-        let (doc, genesis) = Circle::found(&self.member_id.to_string(), &self.name, name, now)?;
+        let (mut doc, genesis) = Circle::found(&self.member_id.to_string(), &self.name, name, now)?;
+        doc.set_keyring(CircleKeyring::shared(&self.identity, id));
         let record = CircleRecord {
             id,
             epoch_keys: vec![(0, EpochKey::generate(&mut rng))],
@@ -421,10 +618,11 @@ impl Node {
         let now = now_ms();
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
         let change = edit(&mut circle.doc, now)?;
-        let event = views::item(circle.id, &circle.doc, id.as_str()).map(|item| ItemEvent {
+        let event = views::item(circle.id, &circle.doc, id.as_str(), now).map(|item| ItemEvent {
             circle: circle.id,
             item,
         });
+        self.know(index, id.as_str());
         let answer = Reply::Done {
             id: id.as_str().to_string(),
         };
@@ -541,6 +739,107 @@ impl Node {
 
     pub(crate) fn circle_at(&self, index: usize) -> Result<&CircleState, Refusal> {
         self.circles.get(index).ok_or_else(no_circle)
+    }
+
+    /// The slot id `--slot` names on `item`: its number, or its date (YYYY-MM-DD, in this
+    /// machine's time zone) when exactly one slot falls on that day.
+    fn slot_named(&self, item: &str, slot: Option<&str>) -> Result<Option<String>, Refusal> {
+        let Some(text) = slot.map(str::trim) else {
+            return Ok(None);
+        };
+        if text.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(Some(text.to_string()));
+        }
+        let (index, id) = self.find_item(item)?;
+        let view = self
+            .circle_at(index)?
+            .doc
+            .item(id.as_str())
+            .ok_or_else(|| CoreError::UnknownItem(id.to_string()))?;
+        let date: jiff::civil::Date = text.parse().map_err(|_| {
+            Refusal(
+                ErrorKind::Usage,
+                format!(
+                    "cannot understand the slot {text:?}; give its number or its date (2026-12-02)"
+                ),
+            )
+        })?;
+        let zone = jiff::tz::TimeZone::system();
+        let matching: Vec<&kith_core::SlotView> = view
+            .slots
+            .iter()
+            .filter(|s| {
+                jiff::Timestamp::from_millisecond(s.at)
+                    .is_ok_and(|t| t.to_zoned(zone.clone()).date() == date)
+            })
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok(Some(one.id.clone())),
+            [] => Err(CoreError::UnknownSlot {
+                id: id.to_string(),
+                slot: text.to_string(),
+            }
+            .into()),
+            _ => Err(Refusal(
+                ErrorKind::Usage,
+                format!("several slots fall on {text}; give the slot's number"),
+            )),
+        }
+    }
+
+    /// The members a `--to` list names in circle `index`, as member ids.
+    fn audience(&self, index: usize, to: &[String]) -> Result<Vec<String>, Refusal> {
+        let doc = &self.circle_at(index)?.doc;
+        to.iter()
+            .map(|m| doc.resolve_member(m).map_err(Refusal::from))
+            .collect()
+    }
+
+    /// Publishes the member's quiet hours in every circle and holds notifications in them.
+    fn set_quiet(&mut self, hours: Option<String>) -> Result<Outcome, Refusal> {
+        let parsed = hours
+            .as_deref()
+            .map(str::parse::<crate::notify::QuietHours>)
+            .transpose()
+            .map_err(|e| Refusal(ErrorKind::Usage, e.to_string()))?;
+        let text = parsed.map(|q| q.to_string());
+        let mut outcomes = Vec::new();
+        for index in 0..self.circles.len() {
+            let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
+            let change = circle.doc.set_my_quiet_hours(text.as_deref(), now_ms())?;
+            let answer = Reply::Done { id: "quiet".into() };
+            outcomes.push(self.seal_outcome(index, &change, answer, None)?);
+        }
+        for outcome in outcomes {
+            self.submit(outcome, None);
+        }
+        self.notifications.set_quiet(parsed);
+        self.notify_settings.quiet = text;
+        self.save_notify_settings();
+        Ok(Outcome::Reply(self.notify_reply()))
+    }
+
+    fn set_notify(&mut self, detail: Option<bool>) -> Reply {
+        if let Some(detail) = detail {
+            self.notifications.set_detail(detail);
+            self.notify_settings.detail = detail;
+            self.save_notify_settings();
+        }
+        self.notify_reply()
+    }
+
+    fn save_notify_settings(&self) {
+        if let Err(e) = self.notify_settings.save(&self.home) {
+            tracing::warn!(error = %e, "could not save the notification settings");
+        }
+    }
+
+    fn notify_reply(&self) -> Reply {
+        Reply::Notify {
+            detail: self.notify_settings.detail,
+            quiet: self.notify_settings.quiet.clone(),
+            sink: self.notifications.sink().to_string(),
+        }
     }
 
     /// The item an id or prefix names, across every circle.

@@ -21,6 +21,12 @@ pub enum Request {
         /// 1-5 or a mood word; the daemon parses it again, it trusts nothing.
         mood: String,
         note: Option<String>,
+        /// What would help, in the member's words.
+        #[serde(default)]
+        help: Option<String>,
+        /// Members (ids, prefixes or names) who alone may read it; empty: everyone.
+        #[serde(default)]
+        to: Vec<String>,
     },
     Ask {
         circle: Option<String>,
@@ -30,12 +36,76 @@ pub enum Request {
         /// Unix milliseconds.
         needed_by: Option<i64>,
         urgent: bool,
+        /// Start of the time window ending at `needed_by` (Unix ms).
+        #[serde(default)]
+        window_start: Option<i64>,
+        /// "today", "this week" or "whenever".
+        #[serde(default)]
+        horizon: Option<String>,
+        /// How many helpers or portions are wanted.
+        #[serde(default)]
+        helpers: Option<u32>,
+        /// Times of a recurring need's slots (Unix ms).
+        #[serde(default)]
+        slots: Vec<i64>,
+        #[serde(default)]
+        to: Vec<String>,
+    },
+    Offer {
+        circle: Option<String>,
+        kind: String,
+        title: String,
+        details: Option<String>,
+        /// When the offer holds, in the member's words.
+        when: Option<String>,
+        #[serde(default)]
+        to: Vec<String>,
+    },
+    /// Open offers, newest first.
+    Offers {
+        circle: Option<String>,
+    },
+    Nudge {
+        circle: Option<String>,
+        member: String,
+        note: Option<String>,
     },
     Claim {
         item: String,
+        #[serde(default)]
+        slot: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
     },
     Unclaim {
         item: String,
+        #[serde(default)]
+        slot: Option<String>,
+    },
+    /// The asker thanks a helper (`None`: everyone holding a spot).
+    Thank {
+        item: String,
+        member: Option<String>,
+        note: Option<String>,
+    },
+    /// The author changes an item's words or times.
+    Edit {
+        item: String,
+        title: Option<String>,
+        details: Option<String>,
+        note: Option<String>,
+        needed_by: Option<i64>,
+        when: Option<String>,
+    },
+    /// Publishes the member's quiet hours ("22:00-07:00") in every circle, or withdraws
+    /// them (`None`), and holds desktop notifications during them.
+    Quiet {
+        hours: Option<String>,
+    },
+    /// Desktop notification settings.
+    Notify {
+        /// Show names and words instead of "New activity".
+        detail: Option<bool>,
     },
     Done {
         item: String,
@@ -50,6 +120,8 @@ pub enum Request {
     Feed {
         circle: Option<String>,
         limit: Option<usize>,
+        #[serde(default)]
+        filter: FeedFilter,
     },
     Show {
         item: String,
@@ -76,6 +148,24 @@ pub enum Request {
     /// The key file is already destroyed by the caller; the daemon stops at once without
     /// writing anything more and removes what is left.
     Wipe,
+}
+
+/// Which items `feed` shows; every filter set must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedFilter {
+    /// Requests and offers still taking help (open or claimed, not expired).
+    #[serde(default)]
+    pub open: bool,
+    /// Items the member wrote.
+    #[serde(default)]
+    pub mine: bool,
+    /// Requests (or offers) the member claimed.
+    #[serde(default)]
+    pub claimed_by_me: bool,
+    /// checkin, request, offer or nudge; or a kind of help (meals, ride, ...).
+    #[serde(default)]
+    pub kind: Option<String>,
 }
 
 /// The daemon's answer to one request.
@@ -126,6 +216,13 @@ pub enum Reply {
         circle: String,
     },
     Wiping,
+    /// Notification settings as they now are.
+    Notify {
+        detail: bool,
+        quiet: Option<String>,
+        /// Where notifications go: "desktop", "file" or "off".
+        sink: String,
+    },
 }
 
 /// Why a request failed. `Usage` maps to exit code 2, everything else to 1.
@@ -200,12 +297,15 @@ pub struct MemberInfo {
     pub role: String,
     pub fingerprint: String,
     pub joined_at: String,
+    /// The member's quiet hours as they published them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<String>,
     /// Whether this is the node's own member.
     #[serde(rename = "self")]
     pub is_self: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthorInfo {
     pub id: String,
     pub name: String,
@@ -219,12 +319,40 @@ pub struct ReplyInfo {
     pub created_at: String,
 }
 
-/// One check-in or help request, as `feed --json` and `watch --json` print it.
+/// One claim on a request or slot, or an acceptance of an offer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimInfo {
+    pub member: AuthorInfo,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Made after every spot was taken (a race): holds no spot, moves up if one frees.
+    pub standby: bool,
+}
+
+/// One dated slot of a recurring need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub id: String,
+    pub at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_by: Option<AuthorInfo>,
+    pub claims: Vec<ClaimInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThanksInfo {
+    pub member: AuthorInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One item, as `feed --json`, `show --json` and `watch --json` print it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ItemInfo {
     pub id: String,
     pub circle: String,
-    /// `checkin` or `request`.
+    /// `checkin`, `request`, `offer` or `nudge`.
     pub kind: String,
     pub author: AuthorInfo,
     /// RFC 3339.
@@ -251,9 +379,43 @@ pub struct ItemInfo {
     /// open, claimed, fulfilled or cancelled; requests only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Members holding a spot (claims on standby are not listed here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claimed_by: Option<Vec<AuthorInfo>>,
     pub replies: Vec<ReplyInfo>,
+    /// A check-in's "what would help".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start: Option<String>,
+    /// "today", "this week" or "whenever".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// Helpers or portions wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helpers: Option<u32>,
+    /// Every claim with its message and standby flag (requests and offers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<SlotInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thanks: Vec<ThanksInfo>,
+    /// When an offer holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// The member a nudge asks to check in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<AuthorInfo>,
+    /// Whether only the author and `audience` can read it.
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Vec<AuthorInfo>>,
+    /// The reading member's own claim: "holding", "standby" (lost a race for the last
+    /// spot) or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub my_claim: Option<String>,
 }
 
 /// The whole decrypted state of one circle.
@@ -286,6 +448,8 @@ mod tests {
             circle: None,
             mood: "okay".into(),
             note: Some("hi".into()),
+            help: None,
+            to: vec![],
         };
         let json = serde_json::to_string(&request).unwrap();
         assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), request);

@@ -33,6 +33,8 @@ pub async fn post_concurrently(
                         circle: None,
                         mood: "okay".into(),
                         note: Some(NOTE.into()),
+                        help: None,
+                        to: Vec::new(),
                     })
                     .await?;
                 if !matches!(reply, Reply::Created { .. }) {
