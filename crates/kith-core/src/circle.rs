@@ -836,11 +836,13 @@ impl Circle {
         rules::check_request_terms(request)?;
         self.require_unused(id)?;
         let requests = self.container(REQUESTS)?;
-        let slot_times: BTreeMap<String, i64> = request
-            .slots
-            .iter()
+        // Slot ids follow time ("1" is the earliest), whatever order the times came in.
+        let mut times = request.slots.clone();
+        times.sort_unstable();
+        let slot_times: BTreeMap<String, i64> = times
+            .into_iter()
             .enumerate()
-            .map(|(i, at)| (slot_id(i), *at))
+            .map(|(i, at)| (slot_id(i), at))
             .collect();
         let touched = Touched::Keys(vec![(REQUESTS, id.to_string())]);
         if audience.is_empty() {
@@ -1031,8 +1033,9 @@ impl Circle {
     }
 
     /// The local member offers to help with a request (one of its slots, for a recurring
-    /// need) or accepts an offer, with an optional message. Claiming again changes the
-    /// message and keeps the claim's place in line.
+    /// need) or accepts an offer, with an optional message. Claiming again with another
+    /// message changes the message and keeps the claim's place in line; claiming again
+    /// without one, or with the same, is `AlreadyClaimed`.
     pub fn claim_with(
         &mut self,
         id: &ItemId,
@@ -1045,7 +1048,17 @@ impl Circle {
         let item = self.existing_item(id)?.clone();
         let me = self.me.clone();
         let already = rules::check_claim_update(&item, &me, slot).is_ok();
-        if already && message.is_none() {
+        // The same message again changes nothing (automerge would record no change).
+        let current = match slot {
+            None => item.claims.iter().find(|c| c.member == me),
+            Some(slot) => item
+                .slots
+                .iter()
+                .find(|s| s.id == slot)
+                .and_then(|s| s.claims.iter().find(|c| c.member == me)),
+        }
+        .and_then(|c| c.message.as_ref());
+        if already && (message.is_none() || message.as_ref() == current) {
             return Err(CoreError::AlreadyClaimed(id.to_string()));
         }
         if !already {
@@ -1187,6 +1200,8 @@ impl Circle {
                 }
             }
             if helpers.is_empty() {
+                // Who may thank comes first (this errs `NotClaimed` only for the asker).
+                rules::check_thank(&item, &self.me, "")?;
                 return Err(CoreError::NotClaimed(id.to_string()));
             }
         }
@@ -1232,7 +1247,10 @@ impl Circle {
         };
         match item.kind {
             ItemKind::CheckIn => {
-                if let Some(note) = text("note", &edit.note, MAX_NOTE_CHARS)? {
+                // A check-in has no updated time: the same note again would write nothing.
+                if let Some(note) = text("note", &edit.note, MAX_NOTE_CHARS)?
+                    && item.note.as_ref() != Some(&note)
+                {
                     puts.push(("n", note.into()));
                 }
             }
@@ -1247,6 +1265,13 @@ impl Circle {
                 if item.kind == ItemKind::Request
                     && let Some(at) = edit.needed_by
                 {
+                    // As when asking: a window ends after it starts.
+                    if item.window_start.is_some_and(|start| start >= at) {
+                        return Err(CoreError::Invalid {
+                            what: "time window",
+                            why: "it must end after it starts".into(),
+                        });
+                    }
                     puts.push(("b", at.into()));
                 }
                 if item.kind == ItemKind::Offer
@@ -1339,6 +1364,10 @@ impl Circle {
         let entry = child_map(&self.doc, &self.container(MEMBERS)?, &self.me)
             .ok_or_else(|| CoreError::NotMember(self.me.clone()))?;
         self.write(roster_touched(), |doc| {
+            // Automerge records nothing for a put of the value already there or a delete of
+            // an absent key, and every call must still make the one change its caller seals
+            // (setting the same hours again, or clearing twice, is no error): clear, then set.
+            doc.put(&entry, QUIET, ScalarValue::Null).map_err(doc_err)?;
             match value {
                 Some(v) => doc.put(&entry, QUIET, v),
                 None => doc.delete(&entry, QUIET),

@@ -52,7 +52,17 @@ pub(crate) enum Touched {
 #[derive(Clone, Debug)]
 struct Reply {
     item: String,
+    /// Sealed under the item's key. Only sealed replies show on a private item; this is
+    /// checked when replies are attached, since an open reply may be read before the item.
+    sealed: bool,
     view: ReplyView,
+}
+
+impl Reply {
+    /// Whether this reply shows on `item`, the item it names.
+    fn shows_on(&self, item: &ItemView) -> bool {
+        self.sealed || item.audience.is_none()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -392,7 +402,7 @@ impl Feed {
         let replies = self
             .replies
             .values()
-            .filter(|r| r.item == item.id)
+            .filter(|r| r.item == item.id && r.shows_on(&item))
             .map(|r| r.view.clone())
             .collect();
         attach_replies(&mut item, replies);
@@ -406,19 +416,22 @@ impl Feed {
     }
 
     pub(crate) fn items(&self) -> Vec<ItemView> {
-        let mut replies: HashMap<&str, Vec<ReplyView>> = HashMap::new();
+        let mut replies: HashMap<&str, Vec<&Reply>> = HashMap::new();
         for r in self.replies.values() {
-            replies
-                .entry(r.item.as_str())
-                .or_default()
-                .push(r.view.clone());
+            replies.entry(r.item.as_str()).or_default().push(r);
         }
         let mut items: Vec<ItemView> = self
             .items
             .values()
             .map(|item| {
                 let mut item = item.clone();
-                let own = replies.remove(item.id.as_str()).unwrap_or_default();
+                let own = replies
+                    .remove(item.id.as_str())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| r.shows_on(&item))
+                    .map(|r| r.view.clone())
+                    .collect();
                 attach_replies(&mut item, own);
                 item
             })
@@ -683,6 +696,7 @@ impl Feed {
             let text = String::from_utf8(text.to_vec()).ok()?;
             return Some(Reply {
                 item: reply.item,
+                sealed: true,
                 view: ReplyView {
                     id: id.to_string(),
                     author,
@@ -699,6 +713,7 @@ impl Feed {
         }
         Some(Reply {
             item: reply.item,
+            sealed: false,
             view: ReplyView {
                 id: id.to_string(),
                 author,

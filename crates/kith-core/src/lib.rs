@@ -159,3 +159,4 @@ pub enum CoreError {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_life;

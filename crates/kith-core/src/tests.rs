@@ -807,7 +807,11 @@ pub(super) fn raw_edit(c: &mut Circle, edit: impl FnOnce(&mut automerge::AutoCom
     c.doc.get_last_local_change().unwrap().raw_bytes().to_vec()
 }
 
-pub(super) fn map_at(doc: &automerge::AutoCommit, obj: &automerge::ObjId, key: &str) -> automerge::ObjId {
+pub(super) fn map_at(
+    doc: &automerge::AutoCommit,
+    obj: &automerge::ObjId,
+    key: &str,
+) -> automerge::ObjId {
     match doc.get(obj, key).unwrap() {
         Some((automerge::Value::Object(ObjType::Map), id)) => id,
         other => panic!("no map at {key}: {other:?}"),
@@ -1713,4 +1717,3 @@ fn honest_edits_of_every_kind_pass_the_rules() {
     assert_eq!(t.ann.members().len(), 4);
     assert_eq!(t.bob.items(), t.ann.items());
 }
-

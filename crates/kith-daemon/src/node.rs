@@ -803,14 +803,13 @@ impl Node {
             .transpose()
             .map_err(|e| Refusal(ErrorKind::Usage, e.to_string()))?;
         let text = parsed.map(|q| q.to_string());
-        let mut outcomes = Vec::new();
         for index in 0..self.circles.len() {
             let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
             let change = circle.doc.set_my_quiet_hours(text.as_deref(), now_ms())?;
             let answer = Reply::Done { id: "quiet".into() };
-            outcomes.push(self.seal_outcome(index, &change, answer, None)?);
-        }
-        for outcome in outcomes {
+            // Submitted at once: a sealed change must reach the disk even if a later
+            // circle refuses.
+            let outcome = self.seal_outcome(index, &change, answer, None)?;
             self.submit(outcome, None);
         }
         self.notifications.set_quiet(parsed);
