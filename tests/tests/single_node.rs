@@ -100,7 +100,7 @@ fn post_and_read_back() -> Result<()> {
         Some(1)
     );
     let human = ann.ok(&["feed"])?;
-    assert!(human.contains("low: rough night"), "{human}");
+    assert!(human.contains("low (2/5): rough night"), "{human}");
     assert!(human.contains("[meals] Dinner on Tuesday"), "{human}");
     assert!(human.contains("just now"), "{human}");
 
@@ -357,7 +357,7 @@ fn bad_input_is_refused_and_changes_nothing() -> Result<()> {
         (
             vec!["checkin", "--mood", "okay", "--to", "bob"],
             1,
-            "not available",
+            "not a member",
         ),
         (vec!["feed", "--circle", "nonexistent"], 1, "no circle"),
     ];

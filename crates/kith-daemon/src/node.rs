@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::attention::{self, Digest};
 use crate::keyring::CircleKeyring;
-use crate::notify::{self, NoticeKind, Notifications, NotifySettings, QuietHours};
+use crate::notify::{self, NoticeKind, Notifications, NotifySettings};
 use crate::{
     DaemonError, Stopped,
     network::{Internal, NetState, SYNC_INTERVAL},
@@ -178,11 +178,8 @@ impl Node {
         }
         let writer = store.writer();
         let notify_settings = NotifySettings::load(&home);
-        let quiet = notify_settings
-            .quiet
-            .as_deref()
-            .and_then(|q| q.parse::<QuietHours>().ok());
-        let notifications = Notifications::from_env(notify_settings.detail, quiet);
+        let notifications =
+            Notifications::from_env(notify_settings.detail, notify_settings.quiet_hours());
         let attention = circles
             .iter()
             .map(|c| {
@@ -813,7 +810,7 @@ impl Node {
             self.submit(outcome, None);
         }
         self.notifications.set_quiet(parsed);
-        self.notify_settings.quiet = text;
+        self.notify_settings.set_quiet_hours(parsed);
         self.save_notify_settings();
         Ok(Outcome::Reply(self.notify_reply()))
     }

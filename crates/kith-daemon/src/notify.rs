@@ -7,7 +7,6 @@
 //! (D-Bus, only when a session bus exists); with neither, notifications are off.
 
 // The node wires this module in next; until then only the tests use it.
-#![allow(dead_code)]
 
 use std::{
     ffi::OsString,
@@ -25,6 +24,8 @@ pub(crate) const DISCREET_TITLE: &str = "Kith";
 pub(crate) const DISCREET_BODY: &str = "New activity";
 /// Notices held during quiet hours; later ones are only counted, so memory stays bounded.
 pub(crate) const MAX_HELD: usize = 50;
+/// How many held notices are shown one by one, in detail mode, when quiet hours end.
+const FLUSH_SHOWN: usize = 5;
 /// Environment variable naming a file that receives notifications instead of the desktop.
 pub(crate) const NOTIFY_FILE_ENV: &str = "KITH_NOTIFY_FILE";
 /// Without it there is no desktop session to notify.
@@ -132,10 +133,12 @@ impl QuietHours {
         Ok(QuietHours { start, end })
     }
 
+    #[cfg(test)]
     pub(crate) fn start(self) -> u16 {
         self.start
     }
 
+    #[cfg(test)]
     pub(crate) fn end(self) -> u16 {
         self.end
     }
@@ -513,6 +516,7 @@ impl Notifications {
     }
 
     /// Whether notifications go anywhere.
+    #[cfg(test)]
     pub(crate) fn is_on(&self) -> bool {
         self.notifier.is_some()
     }
@@ -580,16 +584,15 @@ impl Notifications {
         }
         let total = self.held_count();
         let held = std::mem::take(&mut self.held);
-        let overflow = std::mem::replace(&mut self.overflow, 0);
+        self.overflow = 0;
         if self.detail {
-            for notice in &held {
+            // A morning of pop-ups helps nobody: the first few, then a count.
+            for notice in held.iter().take(FLUSH_SHOWN) {
                 self.show_notice(notice);
             }
-            if overflow > 0 {
-                self.show(
-                    DISCREET_TITLE,
-                    &format!("{DISCREET_BODY} ({overflow} more)"),
-                );
+            let more = total.saturating_sub(FLUSH_SHOWN.min(held.len()));
+            if more > 0 {
+                self.show(DISCREET_TITLE, &format!("{DISCREET_BODY} ({more} more)"));
             }
         } else {
             self.show(DISCREET_TITLE, &format!("{DISCREET_BODY} ({total})"));
@@ -1005,8 +1008,11 @@ mod tests {
         }
         n.flush(at(9, 0));
         let lines = lines(&path);
-        assert_eq!(lines.len(), MAX_HELD + 1);
-        assert_eq!(lines[MAX_HELD], "Kith\tNew activity (10 more)");
+        assert_eq!(lines.len(), FLUSH_SHOWN + 1);
+        assert_eq!(
+            lines[FLUSH_SHOWN],
+            format!("Kith\tNew activity ({} more)", MAX_HELD + 10 - FLUSH_SHOWN)
+        );
     }
 
     #[test]

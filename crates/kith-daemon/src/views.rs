@@ -8,10 +8,10 @@ use kith_ipc::{
     AuthorInfo, ClaimInfo, FeedFilter, ItemInfo, MemberInfo, ReplyInfo, SlotInfo, ThanksInfo,
 };
 
-/// RFC 3339 in UTC, to the millisecond.
+/// RFC 3339 in UTC, always with three digits of milliseconds, so that times sort as text.
 pub(crate) fn rfc3339(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
+        .map(|t| format!("{t:.3}"))
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
@@ -189,7 +189,8 @@ fn info(
             .collect(),
         help: item.help.clone(),
         window_start: item.window_start.map(rfc3339),
-        urgency: item.horizon.map(|h| h.as_str().to_string()),
+        // Spelled as `--urgency` takes it.
+        urgency: item.horizon.map(|h| h.as_str().replace(' ', "-")),
         helpers: item.helpers,
         claims: item.claims.iter().map(|c| claim_info(names, c)).collect(),
         slots: item

@@ -388,7 +388,7 @@ pub struct ItemInfo {
     pub help: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_start: Option<String>,
-    /// "today", "this week" or "whenever".
+    /// "today", "this-week" or "whenever".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urgency: Option<String>,
     /// Helpers or portions wanted.

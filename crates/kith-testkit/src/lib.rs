@@ -19,6 +19,7 @@ pub mod netlab;
 pub use netlab::NetLab;
 
 use std::{
+    ffi::{OsStr, OsString},
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
@@ -106,6 +107,8 @@ pub struct Node {
     /// Daemon logs live outside the home so that scans of the home see only the store.
     logs: tempfile::TempDir,
     daemon: Option<Child>,
+    /// Extra environment for the daemon process (see [`Node::set_daemon_env`]).
+    daemon_env: Vec<(OsString, OsString)>,
 }
 
 impl Node {
@@ -130,6 +133,7 @@ impl Node {
             home: tempfile::Builder::new().prefix("kith-").tempdir()?,
             logs: tempfile::Builder::new().prefix("kith-log-").tempdir()?,
             daemon: None,
+            daemon_env: Vec::new(),
         })
     }
 
@@ -140,6 +144,14 @@ impl Node {
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.logs.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Sets `key=value` in the environment of this node's daemon from its next start on
+    /// (e.g. `KITH_NOTIFY_FILE`); other `kith` commands do not get it.
+    pub fn set_daemon_env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        let key = key.as_ref().to_os_string();
+        self.daemon_env.retain(|(k, _)| *k != key);
+        self.daemon_env.push((key, value.as_ref().to_os_string()));
     }
 
     /// A `kith` command for this node, without a passphrase in its environment.
@@ -262,6 +274,7 @@ impl Node {
             .args(extra)
             .env("KITH_PASSPHRASE", PASSPHRASE)
             .env("KITH_LOG", "info")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
