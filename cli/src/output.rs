@@ -193,6 +193,9 @@ pub fn members(reply: &Reply, json: bool) -> Result<(), Failure> {
             if member.is_self { "  (you)" } else { "" }
         );
         println!("{:<29} safety number {}", "", member.fingerprint);
+        if let Some(quiet) = &member.quiet {
+            println!("{:<29} quiet hours {}", "", one_line(quiet));
+        }
     }
     Ok(())
 }

@@ -2,10 +2,10 @@
 //!
 //! The node keeps a small digest of every item as the member last knew it. After a batch
 //! of received changes, the items it touched are compared with their digests: a new
-//! urgent request, someone claiming your request or accepting your offer, a nudge for you,
+//! urgent request (or one needed today), someone claiming your request or accepting your offer, a nudge for you,
 //! losing the race for the last spot, a request you offered to help with being closed.
 
-use kith_core::{ItemKind, ItemView, RequestStatus};
+use kith_core::{Horizon, ItemKind, ItemView, RequestStatus};
 
 use crate::notify::{Notice, NoticeKind};
 
@@ -47,10 +47,12 @@ pub(crate) fn notices(
     let title = item.title.as_deref().unwrap_or("");
     if item.author != me && before.is_none() {
         match item.kind {
-            ItemKind::Request if item.urgent => out.push(Notice::new(
-                NoticeKind::UrgentRequest,
-                format!("{} needs help: {title}", name(&item.author)),
-            )),
+            ItemKind::Request if item.urgent || item.horizon == Some(Horizon::Today) => {
+                out.push(Notice::new(
+                    NoticeKind::UrgentRequest,
+                    format!("{} needs help: {title}", name(&item.author)),
+                ))
+            }
             ItemKind::Nudge if item.target.as_deref() == Some(me) => out.push(Notice::new(
                 NoticeKind::Nudge,
                 format!("{} would like to hear how you are", name(&item.author)),
