@@ -1931,3 +1931,74 @@ fn honest_edits_of_the_new_kinds_pass_the_rules() {
         assert_eq!(l.fresh(n).items(), l.all()[n].items(), "{n}");
     }
 }
+
+/// The new kinds of change stay small; printed for docs/document.md.
+#[test]
+fn sizes_of_the_new_changes() {
+    let mut l = life();
+    let note = "long day, ok now.!";
+    let private = l
+        .ann
+        .post_checkin(
+            &iid(1),
+            &NewCheckin {
+                mood: Mood::Low,
+                note: Some(note.into()),
+                help: None,
+            },
+            std::slice::from_ref(&l.b),
+            T0,
+        )
+        .unwrap();
+    let slots: Vec<i64> = (1..=9).map(|d| T0 + d * DAY).collect();
+    let train = l
+        .ann
+        .ask(
+            &iid(2),
+            &NewRequest {
+                kind: HelpKind::Meals,
+                title: "Meals after surgery".into(),
+                slots,
+                ..NewRequest::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let offer = l
+        .ann
+        .offer(
+            &iid(3),
+            &NewOffer {
+                kind: HelpKind::Childcare,
+                title: "Tuesday school pickups".into(),
+                when: Some("Tuesdays 3 pm".into()),
+                ..NewOffer::default()
+            },
+            &[],
+            T0,
+        )
+        .unwrap();
+    l.share(&[private.clone(), train.clone(), offer.clone()]);
+    let claim = l
+        .bob
+        .claim_with(&iid(2), Some("3"), Some("lasagne, 6 pm"), T0)
+        .unwrap();
+    let nudge = l.bob.nudge(&iid(4), &l.a.clone(), None, T0).unwrap();
+    eprintln!(
+        "change sizes: private check-in (one reader) {} B, 9-slot meal train {} B, offer {} B, \
+         slot claim with message {} B, nudge {} B",
+        private.len(),
+        train.len(),
+        offer.len(),
+        claim.len(),
+        nudge.len()
+    );
+    // Two key slots (81 B each) and the sealed body's 73 B of overhead.
+    for c in [&private, &nudge] {
+        assert!(c.len() <= 600, "{} bytes", c.len());
+    }
+    assert!(train.len() <= 600, "{}", train.len());
+    for c in [&offer, &claim] {
+        assert!(c.len() <= 300, "{} bytes", c.len());
+    }
+}
