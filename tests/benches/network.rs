@@ -280,6 +280,23 @@ fn catchup_and_idle(
         rss_after as f64 / 1024.0,
         rss_max as f64 / 1024.0
     );
+    // What the resident memory is made of: the heap and stacks, or pages of the binary
+    // and libraries.
+    let part = |key: &str| -> Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{ann_pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kib| kib / 1024.0)
+            .ok_or_else(|| anyhow!("no {key} for {ann_pid}"))
+    };
+    println!(
+        "   of which anonymous (heap, stacks) {:.1} MB, file-backed (binary, libraries) {:.1} MB",
+        part("RssAnon:")?,
+        part("RssFile:")?
+    );
     let minutes = elapsed / 60.0;
     for (key, received, sent) in &wire_after {
         let (r0, s0) = wire_before

@@ -468,6 +468,17 @@ impl Circle {
         self.feed.items()
     }
 
+    /// One item by its full id, without its replies and without copying.
+    pub fn item_without_replies(&self, id: &str) -> Option<&ItemView> {
+        self.feed.get(id)
+    }
+
+    /// Calls `visit` with every readable item, without its replies and without copying:
+    /// for callers that scan the whole circle but keep little of it.
+    pub fn visit_items(&self, visit: impl FnMut(&ItemView)) {
+        self.feed.visit_items(visit);
+    }
+
     /// How many items [`Circle::items`] returns, without copying them.
     pub fn item_count(&self) -> usize {
         self.feed.item_count()

@@ -19,6 +19,16 @@ pub(crate) struct Digest {
     mine: Option<bool>,
 }
 
+/// Whether a later change to `item` could concern `me`: only such items are remembered
+/// (a circle of 10,000 items keeps a handful of digests, not 10,000).
+pub(crate) fn concerns(item: &ItemView, me: &str) -> bool {
+    (item.author == me && matches!(item.kind, ItemKind::Request | ItemKind::Offer))
+        || item.urgent
+        || item.horizon == Some(Horizon::Today)
+        || item.target.as_deref() == Some(me)
+        || item.all_claims().any(|c| c.member == me)
+}
+
 pub(crate) fn digest(item: &ItemView, me: &str) -> Digest {
     let mut claimers: Vec<String> = item.all_claims().map(|c| c.member.clone()).collect();
     claimers.sort();

@@ -184,12 +184,12 @@ impl Node {
             .iter()
             .map(|c| {
                 let me = c.doc.me().to_string();
-                let digests = c
-                    .doc
-                    .items()
-                    .iter()
-                    .map(|i| (i.id.clone(), attention::digest(i, &me)))
-                    .collect();
+                let mut digests = HashMap::new();
+                c.doc.visit_items(|i| {
+                    if attention::concerns(i, &me) {
+                        digests.insert(i.id.clone(), attention::digest(i, &me));
+                    }
+                });
                 (c.id, digests)
             })
             .collect();
@@ -214,33 +214,60 @@ impl Node {
     /// Compares the items the last apply in circle `index` touched with what the member
     /// knew of them, and tells the member what concerns them.
     pub(crate) fn attend(&mut self, index: usize) {
-        let Some(circle) = self.circles.get(index) else {
+        let Node {
+            circles,
+            attention: remembered,
+            notifications,
+            ..
+        } = self;
+        let Some(circle) = circles.get(index) else {
             return;
         };
-        let me = circle.doc.me().to_string();
-        let items: Vec<kith_core::ItemView> = match circle.doc.last_touched() {
-            Some(ids) => ids.iter().filter_map(|id| circle.doc.item(id)).collect(),
-            None => circle.doc.items(),
+        let doc = &circle.doc;
+        let me = doc.me().to_string();
+        let known = remembered.entry(circle.id).or_default();
+        // Only items that concern the member, or that they knew, are compared.
+        let mut items: Vec<&kith_core::ItemView> = Vec::new();
+        let consider = |item: &'_ kith_core::ItemView| {
+            attention::concerns(item, &me) || known.contains_key(&item.id)
         };
-        let known = self.attention.entry(circle.id).or_default();
-        let mut notices = Vec::new();
+        match doc.last_touched() {
+            Some(ids) => {
+                for id in ids {
+                    if let Some(item) = doc.item_without_replies(id)
+                        && consider(item)
+                    {
+                        items.push(item);
+                    }
+                }
+            }
+            // Everything was read again (a roster change).
+            None => {
+                let mut all = Vec::new();
+                doc.visit_items(|item| all.push(item.id.clone()));
+                for id in all {
+                    if let Some(item) = doc.item_without_replies(&id)
+                        && consider(item)
+                    {
+                        items.push(item);
+                    }
+                }
+            }
+        }
+        let minute = notify::local_minute_now();
         for item in items {
             let before = known.get(&item.id);
-            let name = |m: &str| circle.doc.member_name(m).unwrap_or_default();
-            for notice in attention::notices(&me, before, &item, name) {
+            let name = |m: &str| doc.member_name(m).unwrap_or_default();
+            for notice in attention::notices(&me, before, item, name) {
                 if notice.kind == NoticeKind::LostRace {
                     tracing::info!(
                         item = %item.id,
                         "another member took the last spot first; your claim is on standby"
                     );
                 }
-                notices.push(notice);
+                notifications.notify(notice, minute);
             }
-            known.insert(item.id.clone(), attention::digest(&item, &me));
-        }
-        let minute = notify::local_minute_now();
-        for notice in notices {
-            self.notifications.notify(notice, minute);
+            known.insert(item.id.clone(), attention::digest(item, &me));
         }
     }
 
@@ -249,12 +276,15 @@ impl Node {
         let Some(circle) = self.circles.get(index) else {
             return;
         };
-        if let Some(item) = circle.doc.item(id) {
-            let me = circle.doc.me().to_string();
+        let me = circle.doc.me();
+        if let Some(item) = circle.doc.item_without_replies(id)
+            && attention::concerns(item, me)
+        {
+            let digest = attention::digest(item, me);
             self.attention
                 .entry(circle.id)
                 .or_default()
-                .insert(id.to_string(), attention::digest(&item, &me));
+                .insert(id.to_string(), digest);
         }
     }
 
