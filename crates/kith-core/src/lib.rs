@@ -156,6 +156,9 @@ pub enum CoreError {
     Document(String),
 }
 
+/// Lets test code shared with the integration tests name this crate `kith_core`.
+#[cfg(test)]
+extern crate self as kith_core;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

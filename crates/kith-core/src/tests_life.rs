@@ -3,117 +3,20 @@
 //! races the standby order decides, private items sealed with a real keyring (kith-crypto),
 //! and forged writes into the new places of the document.
 
-use std::sync::{Arc, Mutex};
-
 use automerge::ObjType;
 use automerge::transaction::Transactable;
-use kith_crypto::{CircleId, DeviceIdentity, ItemKey, MemberId, Secret};
+use kith_crypto::DeviceIdentity;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use zeroize::Zeroizing;
 
 use super::*;
 use crate::tests::{DAY, T0, deliver, iid, map_at, raw_edit};
 
 const HOUR: i64 = 3_600_000;
 
-/// Seals and opens private items with kith-crypto as the daemon's keyring does, drawing
-/// randomness from a seeded generator so that every run writes the same bytes.
-struct TestKeyring {
-    identity: DeviceIdentity,
-    circle: CircleId,
-    rng: Mutex<StdRng>,
-}
-
-impl std::fmt::Debug for TestKeyring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKeyring")
-            .field("member", &self.identity.member_id())
-            .finish_non_exhaustive()
-    }
-}
-
-impl TestKeyring {
-    fn shared(identity: &DeviceIdentity, seed: u64) -> Arc<dyn Keyring> {
-        Arc::new(TestKeyring {
-            identity: DeviceIdentity::from_secret(&identity.secret()),
-            circle: CircleId([7; 16]),
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
-        })
-    }
-}
-
-fn item_key(secret: &ItemSecret) -> ItemKey {
-    ItemKey(Secret::from_bytes(*secret.expose()))
-}
-
-impl Keyring for TestKeyring {
-    fn seal_item(
-        &self,
-        item: &str,
-        readers: &[String],
-        plaintext: &[u8],
-    ) -> Result<(ItemSecret, Vec<u8>, Vec<u8>), CoreError> {
-        let readers = readers
-            .iter()
-            .map(|r| r.parse::<MemberId>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CoreError::Document(format!("a reader's id: {e}")))?;
-        let mut rng = self.rng.lock().unwrap();
-        let (key, slots, body) = kith_crypto::seal_item(
-            &self.identity,
-            &readers,
-            &self.circle,
-            item,
-            plaintext,
-            &mut *rng,
-        )
-        .map_err(|e| CoreError::Document(format!("cannot seal: {e}")))?;
-        Ok((ItemSecret::from_bytes(*key.0.expose_secret()), slots, body))
-    }
-
-    fn open_item(
-        &self,
-        item: &str,
-        author: &str,
-        key_slots: &[u8],
-        sealed: &[u8],
-    ) -> Option<(ItemSecret, Zeroizing<Vec<u8>>)> {
-        let author = author.parse::<MemberId>().ok()?;
-        let (key, plaintext) = kith_crypto::open_item(
-            &self.identity,
-            &author,
-            &self.circle,
-            item,
-            key_slots,
-            sealed,
-        )
-        .ok()?;
-        Some((ItemSecret::from_bytes(*key.0.expose_secret()), plaintext))
-    }
-
-    fn seal_part(&self, key: &ItemSecret, item: &str, part: &str, plaintext: &[u8]) -> Vec<u8> {
-        let mut rng = self.rng.lock().unwrap();
-        kith_crypto::seal_part(
-            &item_key(key),
-            &self.circle,
-            item,
-            part,
-            plaintext,
-            &mut *rng,
-        )
-    }
-
-    fn open_part(
-        &self,
-        key: &ItemSecret,
-        item: &str,
-        part: &str,
-        sealed: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>> {
-        kith_crypto::open_part(&item_key(key), &self.circle, item, part, sealed).ok()
-    }
-}
+#[path = "../tests/support/test_keyring.rs"]
+mod test_keyring;
+use test_keyring::TestKeyring;
 
 /// A device identity from a seed: member ids that are real ed25519 keys, as private items
 /// need.

@@ -11,116 +11,28 @@
 //! - standby decisions (who holds a spot, who waits) agree on every member.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kith_core::{
-    Circle, CoreError, HelpKind, ItemEdit, ItemId, ItemKind, ItemSecret, ItemView, Keyring, Mood,
-    NewCheckin, NewOffer, NewRequest, RequestStatus, Role,
+    Circle, CoreError, HelpKind, ItemEdit, ItemId, ItemKind, ItemView, Keyring, Mood, NewCheckin,
+    NewOffer, NewRequest, RequestStatus, Role,
 };
-use kith_crypto::{CircleId, DeviceIdentity, ItemKey, MemberId, Secret};
+use kith_crypto::DeviceIdentity;
 use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use zeroize::Zeroizing;
 
 const T0: i64 = 1_700_000_000_000;
 /// Time between two operations.
 const STEP: i64 = 1000;
 
-/// Seals and opens private items with kith-crypto, as the daemon's keyring does, from a
-/// seeded generator.
-struct TestKeyring {
-    identity: DeviceIdentity,
-    circle: CircleId,
-    rng: Mutex<StdRng>,
+mod support {
+    pub mod test_keyring;
 }
-
-impl std::fmt::Debug for TestKeyring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestKeyring")
-            .field("member", &self.identity.member_id())
-            .finish_non_exhaustive()
-    }
-}
-
-fn item_key(secret: &ItemSecret) -> ItemKey {
-    ItemKey(Secret::from_bytes(*secret.expose()))
-}
-
-impl Keyring for TestKeyring {
-    fn seal_item(
-        &self,
-        item: &str,
-        readers: &[String],
-        plaintext: &[u8],
-    ) -> Result<(ItemSecret, Vec<u8>, Vec<u8>), CoreError> {
-        let readers = readers
-            .iter()
-            .map(|r| r.parse::<MemberId>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| CoreError::Document(format!("a reader's id: {e}")))?;
-        let mut rng = self.rng.lock().unwrap();
-        let (key, slots, body) = kith_crypto::seal_item(
-            &self.identity,
-            &readers,
-            &self.circle,
-            item,
-            plaintext,
-            &mut *rng,
-        )
-        .map_err(|e| CoreError::Document(format!("cannot seal: {e}")))?;
-        Ok((ItemSecret::from_bytes(*key.0.expose_secret()), slots, body))
-    }
-
-    fn open_item(
-        &self,
-        item: &str,
-        author: &str,
-        key_slots: &[u8],
-        sealed: &[u8],
-    ) -> Option<(ItemSecret, Zeroizing<Vec<u8>>)> {
-        let author = author.parse::<MemberId>().ok()?;
-        let (key, plaintext) = kith_crypto::open_item(
-            &self.identity,
-            &author,
-            &self.circle,
-            item,
-            key_slots,
-            sealed,
-        )
-        .ok()?;
-        Some((ItemSecret::from_bytes(*key.0.expose_secret()), plaintext))
-    }
-
-    fn seal_part(&self, key: &ItemSecret, item: &str, part: &str, plaintext: &[u8]) -> Vec<u8> {
-        let mut rng = self.rng.lock().unwrap();
-        kith_crypto::seal_part(
-            &item_key(key),
-            &self.circle,
-            item,
-            part,
-            plaintext,
-            &mut *rng,
-        )
-    }
-
-    fn open_part(
-        &self,
-        key: &ItemSecret,
-        item: &str,
-        part: &str,
-        sealed: &[u8],
-    ) -> Option<Zeroizing<Vec<u8>>> {
-        kith_crypto::open_part(&item_key(key), &self.circle, item, part, sealed).ok()
-    }
-}
+use support::test_keyring::TestKeyring;
 
 fn keyring(identity: &DeviceIdentity, seed: u64) -> Arc<dyn Keyring> {
-    Arc::new(TestKeyring {
-        identity: DeviceIdentity::from_secret(&identity.secret()),
-        circle: CircleId([9; 16]),
-        rng: Mutex::new(StdRng::seed_from_u64(seed)),
-    })
+    TestKeyring::shared(identity, seed)
 }
 
 fn iid(n: u64) -> ItemId {
