@@ -72,7 +72,8 @@ pub(crate) struct Feed {
     /// Member ids by actor: names the member whose change created an object.
     by_actor: HashMap<ActorId, String>,
     /// Readable check-ins and requests by id, without their replies.
-    items: BTreeMap<String, ItemView>,
+    /// Boxed: an `ItemView` is ~380 bytes, and a B-tree node holds eleven values inline.
+    items: BTreeMap<String, Box<ItemView>>,
     /// Readable replies by reply id.
     replies: HashMap<String, Reply>,
     /// Invites that count (created by a steward), by id, with `used` left at 0: it is
@@ -150,7 +151,7 @@ impl Feed {
                     if let Some(key) = key {
                         feed.keys.insert(item.id.clone(), key);
                     }
-                    feed.items.insert(item.id.clone(), item);
+                    feed.items.insert(item.id.clone(), Box::new(item));
                 }
             }
         }
@@ -264,7 +265,7 @@ impl Feed {
                     if let Some(secret) = secret {
                         self.keys.insert(key.clone(), secret);
                     }
-                    self.items.insert(key, item);
+                    self.items.insert(key, Box::new(item));
                 }
             }
         }
@@ -379,7 +380,7 @@ impl Feed {
 
     /// The check-in or request `id`, without replies.
     pub(crate) fn get(&self, id: &str) -> Option<&ItemView> {
-        self.items.get(id)
+        self.items.get(id).map(|item| &**item)
     }
 
     /// Ids of readable items starting with `prefix`, in order.
@@ -411,7 +412,7 @@ impl Feed {
 
     /// Every readable item, in id order, without replies.
     pub(crate) fn visit_items(&self, visit: impl FnMut(&ItemView)) {
-        self.items.values().for_each(visit);
+        self.items.values().map(|item| &**item).for_each(visit);
     }
 
     /// How many items [`Feed::items`] would return, without copying them.
@@ -428,7 +429,7 @@ impl Feed {
             .items
             .values()
             .map(|item| {
-                let mut item = item.clone();
+                let mut item = ItemView::clone(item);
                 let own = replies
                     .remove(item.id.as_str())
                     .unwrap_or_default()
