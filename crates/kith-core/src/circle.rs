@@ -12,7 +12,7 @@ use automerge::ScalarValue;
 use crate::feed::{self, Feed, Touched, child_map};
 use crate::private::{self, Content, Keyring};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, INVITES, InviteDoc, MEMBERS,
+    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, HELP, INVITES, InviteDoc, MEMBERS,
     MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ROLE,
     ReplyDoc, RequestDoc, SEALED_MESSAGE, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED,
     STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, SealedRequestDoc, SlotDoc, THANKS,
@@ -797,11 +797,16 @@ impl Circle {
             let checkin = CheckinDoc {
                 mood: checkin.mood.value(),
                 note,
-                help,
                 created_at: now,
             };
             return self.write(touched, |doc| {
-                reconcile_prop(doc, &checkins, id.as_str(), &checkin).map_err(doc_err)
+                reconcile_prop(doc, &checkins, id.as_str(), &checkin).map_err(doc_err)?;
+                if let Some(help) = help {
+                    let obj = child_map(doc, &checkins, id.as_str())
+                        .ok_or_else(|| CoreError::Document("the new check-in is missing".into()))?;
+                    doc.put(&obj, HELP, help).map_err(doc_err)?;
+                }
+                Ok(())
             });
         }
         let content = Content {

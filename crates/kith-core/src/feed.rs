@@ -15,9 +15,9 @@ use autosurgeon::{Hydrate, hydrate_prop};
 
 use crate::private::{self, Content, ItemSecret, Keyring};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, INVITED_VIA, INVITES, InviteDoc, MEMBERS,
-    MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ReplyDoc,
-    RequestDoc, SEALED, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN,
+    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, HELP, INVITED_VIA, INVITES, InviteDoc,
+    MEMBERS, MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED,
+    ReplyDoc, RequestDoc, SEALED, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN,
     STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, THANKS, UPDATED_AT,
 };
 use crate::types::in_alphabet;
@@ -502,7 +502,9 @@ impl Feed {
                 let c = CheckinDoc::hydrate_map(doc, obj).ok()?;
                 view.mood = Some(Mood::from_value(c.mood)?);
                 view.note = c.note;
-                view.help = c.help;
+                view.help = hydrate_prop::<_, Option<String>, _, _>(doc, obj, HELP)
+                    .ok()
+                    .flatten();
                 view.created_at = c.created_at;
                 view.updated_at = c.created_at;
             }

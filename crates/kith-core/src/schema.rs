@@ -44,6 +44,8 @@ pub(crate) const MESSAGE: &str = "m";
 pub(crate) const SEALED_MESSAGE: &str = "mx";
 /// Key of a private item's sealed content (its readers' key slots are under "xk").
 pub(crate) const SEALED: &str = "x";
+/// Key of a check-in's "what would help", written only when given.
+pub(crate) const HELP: &str = "w";
 /// Key of a roster entry's quiet hours, written by the member alone.
 pub(crate) const QUIET: &str = "q";
 /// Keys of a request's status and updated time, written by done/cancel.
@@ -117,11 +119,10 @@ pub(crate) struct CheckinDoc {
     pub mood: u8,
     #[autosurgeon(rename = "n", missing = "Default::default")]
     pub note: Option<String>,
-    /// What would help, in the member's words.
-    #[autosurgeon(rename = "w", missing = "Default::default")]
-    pub help: Option<String>,
     #[autosurgeon(rename = "c")]
     pub created_at: i64,
+    // `w` (what would help) is not here: written only when given, so that a check-in
+    // without it carries no null (see `Circle::post_checkin`), and read on its own.
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
