@@ -9,7 +9,7 @@ use autosurgeon::{reconcile, reconcile_prop};
 
 use automerge::ScalarValue;
 
-use crate::feed::{self, Feed, Touched, child_map};
+use crate::feed::{self, Feed, Touched, child_map, container_of};
 use crate::private::{self, Content, Keyring};
 use crate::schema::{
     ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, HELP, INVITES, InviteDoc, MEMBERS,
@@ -661,9 +661,7 @@ impl Circle {
             revoked: false,
         };
         let touched = Touched::Keys(vec![(INVITES, invite_id.to_string())]);
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &invites, invite_id, &invite).map_err(doc_err)
-        })
+        self.write_entry(touched, &invites, invite_id, &invite)
     }
 
     /// The invite's creator or a steward revokes it: nobody else can join with it.
@@ -821,9 +819,7 @@ impl Circle {
             key_slots: key_slots.into(),
             created_at: now,
         };
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &checkins, id.as_str(), &doc_item).map_err(doc_err)
-        })
+        self.write_entry(touched, &checkins, id.as_str(), &doc_item)
     }
 
     /// Posts a help request every member can read.
@@ -880,9 +876,7 @@ impl Circle {
                     .map(|(slot, at)| (slot.clone(), new_slot(Some(*at))))
                     .collect(),
             };
-            return self.write(touched, |doc| {
-                reconcile_prop(doc, &requests, id.as_str(), &doc_request).map_err(doc_err)
-            });
+            return self.write_entry(touched, &requests, id.as_str(), &doc_request);
         }
         let content = Content {
             kind: Some(request.kind.as_str().to_string()),
@@ -911,9 +905,7 @@ impl Circle {
                     .collect(),
             ),
         };
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &requests, id.as_str(), &doc_request).map_err(doc_err)
-        })
+        self.write_entry(touched, &requests, id.as_str(), &doc_request)
     }
 
     /// Posts a standing offer of help; others accept it with [`Circle::claim_with`].
@@ -945,9 +937,7 @@ impl Circle {
                 updated_at: now,
                 claims: BTreeMap::new(),
             };
-            return self.write(touched, |doc| {
-                reconcile_prop(doc, &offers, id.as_str(), &doc_offer).map_err(doc_err)
-            });
+            return self.write_entry(touched, &offers, id.as_str(), &doc_offer);
         }
         let content = Content {
             kind: Some(offer.kind.as_str().to_string()),
@@ -966,9 +956,7 @@ impl Circle {
             claims: BTreeMap::new(),
             slots: None,
         };
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &offers, id.as_str(), &doc_offer).map_err(doc_err)
-        })
+        self.write_entry(touched, &offers, id.as_str(), &doc_offer)
     }
 
     /// Gently asks `target` to check in. A nudge is always private to its target: nobody
@@ -1004,9 +992,7 @@ impl Circle {
             created_at: now,
         };
         let touched = Touched::Keys(vec![(NUDGES, id.to_string())]);
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &nudges, id.as_str(), &doc_item).map_err(doc_err)
-        })
+        self.write_entry(touched, &nudges, id.as_str(), &doc_item)
     }
 
     /// Seals `content` of item `id` for `audience`, which must name members; returns the
@@ -1346,18 +1332,14 @@ impl Circle {
                 sealed: sealed.into(),
                 created_at: now,
             };
-            return self.write(touched, |doc| {
-                reconcile_prop(doc, &replies, reply_id.as_str(), &reply).map_err(doc_err)
-            });
+            return self.write_entry(touched, &replies, reply_id.as_str(), &reply);
         }
         let reply = ReplyDoc {
             item: item.to_string(),
             text,
             created_at: now,
         };
-        self.write(touched, |doc| {
-            reconcile_prop(doc, &replies, reply_id.as_str(), &reply).map_err(doc_err)
-        })
+        self.write_entry(touched, &replies, reply_id.as_str(), &reply)
     }
 
     /// Publishes the local member's quiet hours (as they write them, e.g. "22:00-07:00")
@@ -1429,24 +1411,25 @@ impl Circle {
 
     /// The map of item `id`, of kind `kind`.
     fn item_obj(&self, id: &ItemId, kind: ItemKind) -> Result<ObjId, CoreError> {
-        let container = match kind {
-            ItemKind::CheckIn => CHECKINS,
-            ItemKind::Request => REQUESTS,
-            ItemKind::Offer => OFFERS,
-            ItemKind::Nudge => NUDGES,
-        };
-        child_map(&self.doc, &self.container(container)?, id.as_str())
+        child_map(&self.doc, &self.container(container_of(kind))?, id.as_str())
             .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
     }
 
     fn item_touched(&self, id: &ItemId, kind: ItemKind) -> Touched {
-        let container = match kind {
-            ItemKind::CheckIn => CHECKINS,
-            ItemKind::Request => REQUESTS,
-            ItemKind::Offer => OFFERS,
-            ItemKind::Nudge => NUDGES,
-        };
-        Touched::Keys(vec![(container, id.to_string())])
+        Touched::Keys(vec![(container_of(kind), id.to_string())])
+    }
+
+    /// Writes a new entry `key` into the container map `map` as one change.
+    fn write_entry<T: autosurgeon::Reconcile>(
+        &mut self,
+        touched: Touched,
+        map: &ObjId,
+        key: &str,
+        value: &T,
+    ) -> Result<Vec<u8>, CoreError> {
+        self.write(touched, |doc| {
+            reconcile_prop(doc, map, key, value).map_err(doc_err)
+        })
     }
 }
 

@@ -26,14 +26,14 @@ use crate::{
     RequestStatus, Role, SlotView, ThanksView, actor_for_member, invite_id_bytes,
 };
 
-/// The item containers, with the kind of item each holds. A check-in wins over a request,
-/// offer or nudge under the same id (ids are checked unused when written, so only a hostile
-/// writer makes two).
-const ITEM_CONTAINERS: [(ItemKind, &str); 4] = [
-    (ItemKind::CheckIn, CHECKINS),
-    (ItemKind::Request, REQUESTS),
-    (ItemKind::Offer, OFFERS),
-    (ItemKind::Nudge, NUDGES),
+/// The kinds of item, in the order their containers are read: a check-in wins over a
+/// request, offer or nudge under the same id (ids are checked unused when written, so only
+/// a hostile writer makes two).
+const ITEM_KINDS: [ItemKind; 4] = [
+    ItemKind::CheckIn,
+    ItemKind::Request,
+    ItemKind::Offer,
+    ItemKind::Nudge,
 ];
 
 /// What a write touched, so that only that is read again.
@@ -87,6 +87,16 @@ pub(crate) struct Feed {
     touched: Option<Vec<String>>,
 }
 
+/// The map that holds items of `kind`.
+pub(crate) fn container_of(kind: ItemKind) -> &'static str {
+    match kind {
+        ItemKind::CheckIn => CHECKINS,
+        ItemKind::Request => REQUESTS,
+        ItemKind::Offer => OFFERS,
+        ItemKind::Nudge => NUDGES,
+    }
+}
+
 fn is_item_key(key: &str) -> bool {
     key.len() == 10 && key.chars().all(in_alphabet)
 }
@@ -134,8 +144,8 @@ impl Feed {
             .iter()
             .filter_map(|m| Some((ActorId::from(actor_for_member(&m.id).ok()?), m.id.clone())))
             .collect();
-        for (kind, key) in ITEM_CONTAINERS {
-            let Some(map) = child_map(doc, &automerge::ROOT, key) else {
+        for kind in ITEM_KINDS {
+            let Some(map) = child_map(doc, &automerge::ROOT, container_of(kind)) else {
                 continue;
             };
             for entry in doc.map_range(&map, ..) {
@@ -197,28 +207,20 @@ impl Feed {
             }
             Touched::Keys(keys) => keys,
         };
-        let mut items_touched = Vec::new();
-        for (container, key) in &keys {
-            if container == &REPLIES {
-                // Filled in below, once the reply is read.
-            } else if container != &MEMBERS && container != &INVITES {
-                items_touched.push(key.clone());
-            }
-        }
-        let reply_keys: Vec<String> = keys
-            .iter()
-            .filter(|(c, _)| *c == REPLIES)
-            .map(|(_, k)| k.clone())
-            .collect();
+        let written = keys.clone();
         self.refresh_keys(doc, keys);
         if self.touched.is_none() {
+            // A roster change read everything again.
             return;
         }
-        for key in reply_keys {
-            if let Some(reply) = self.replies.get(&key) {
-                items_touched.push(reply.item.clone());
-            }
-        }
+        let mut items_touched: Vec<String> = written
+            .into_iter()
+            .filter_map(|(container, key)| match container {
+                MEMBERS | INVITES => None,
+                REPLIES => self.replies.get(&key).map(|r| r.item.clone()),
+                _ => Some(key),
+            })
+            .collect();
         items_touched.sort();
         items_touched.dedup();
         self.touched = Some(items_touched);
@@ -462,8 +464,9 @@ impl Feed {
         if !is_item_key(id) {
             return None;
         }
-        ITEM_CONTAINERS.into_iter().find_map(|(kind, key)| {
-            let obj = child_map(doc, &child_map(doc, &automerge::ROOT, key)?, id)?;
+        ITEM_KINDS.into_iter().find_map(|kind| {
+            let container = child_map(doc, &automerge::ROOT, container_of(kind))?;
+            let obj = child_map(doc, &container, id)?;
             self.read_item(doc, kind, id, &obj)
         })
     }

@@ -488,27 +488,29 @@ impl Node {
                 slot,
                 message,
             } => {
-                let slot = self.slot_named(&item, slot.as_deref())?;
-                self.edit_item(&item, |doc, id, now| {
-                    doc.claim_with(id, slot.as_deref(), message.as_deref(), now)
+                let (index, id) = self.find_item(&item)?;
+                let slot = self.slot_named(index, &id, slot.as_deref())?;
+                self.edit(index, &id, |doc, now| {
+                    doc.claim_with(&id, slot.as_deref(), message.as_deref(), now)
                 })
             }
             Request::Unclaim { item, slot } => {
-                let slot = self.slot_named(&item, slot.as_deref())?;
-                self.edit_item(&item, |doc, id, now| {
-                    doc.unclaim_slot(id, slot.as_deref(), now)
+                let (index, id) = self.find_item(&item)?;
+                let slot = self.slot_named(index, &id, slot.as_deref())?;
+                self.edit(index, &id, |doc, now| {
+                    doc.unclaim_slot(&id, slot.as_deref(), now)
                 })
             }
             Request::Done { item } => self.edit_item(&item, |doc, id, now| doc.done(id, now)),
             Request::Cancel { item } => self.edit_item(&item, |doc, id, now| doc.cancel(id, now)),
             Request::Thank { item, member, note } => {
-                let (index, _) = self.find_item(&item)?;
+                let (index, id) = self.find_item(&item)?;
                 let members = match member {
                     Some(m) => vec![self.circle_at(index)?.doc.resolve_member(&m)?],
                     None => Vec::new(),
                 };
-                self.edit_item(&item, |doc, id, now| {
-                    doc.thank(id, &members, note.as_deref(), now)
+                self.edit(index, &id, |doc, now| {
+                    doc.thank(&id, &members, note.as_deref(), now)
                 })
             }
             Request::Edit {
@@ -770,18 +772,22 @@ impl Node {
 
     /// The slot id `--slot` names on `item`: its number, or its date (YYYY-MM-DD, in this
     /// machine's time zone) when exactly one slot falls on that day.
-    fn slot_named(&self, item: &str, slot: Option<&str>) -> Result<Option<String>, Refusal> {
+    fn slot_named(
+        &self,
+        index: usize,
+        id: &ItemId,
+        slot: Option<&str>,
+    ) -> Result<Option<String>, Refusal> {
         let Some(text) = slot.map(str::trim) else {
             return Ok(None);
         };
         if text.chars().all(|c| c.is_ascii_digit()) {
             return Ok(Some(text.to_string()));
         }
-        let (index, id) = self.find_item(item)?;
         let view = self
             .circle_at(index)?
             .doc
-            .item(id.as_str())
+            .item_without_replies(id.as_str())
             .ok_or_else(|| CoreError::UnknownItem(id.to_string()))?;
         let date: jiff::civil::Date = text.parse().map_err(|_| {
             Refusal(
