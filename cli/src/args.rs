@@ -181,8 +181,12 @@ pub enum Command {
         #[arg(long, value_parser = ["on", "off"])]
         detail: Option<String>,
     },
-    /// Make an invite code for someone to join the circle (default: 1 use, 24 h).
+    /// Make an invite code for someone to join the circle (default: 1 use, 24 h); or list
+    /// and revoke invites.
+    #[command(args_conflicts_with_subcommands = true)]
     Invite {
+        #[command(subcommand)]
+        action: Option<InviteCommand>,
         #[arg(long, value_name = "ID")]
         circle: Option<String>,
         /// How long the code stays valid: 30m, 24h, 7d...
@@ -262,6 +266,35 @@ pub enum Command {
         #[arg(long, value_name = "N", conflicts_with = "fast")]
         seconds: Option<u64>,
     },
+    /// Remove a member: they are refused from then on and a new circle key is made that
+    /// they never get. With --dry-run, only say what they keep and what they lose.
+    Remove {
+        /// A member id, a unique prefix of one, or a unique name.
+        member: String,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Approve a pending removal, policy change or invite (see `kith pending`).
+    Approve {
+        id: String,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// Roster changes and invites waiting for stewards' approvals.
+    Pending {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// Make a member a steward (stewards add and remove members), or a member again.
+    Role {
+        member: String,
+        #[arg(value_parser = ["steward", "member"])]
+        role: String,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
     /// Destroy this node's keys and data at once.
     Wipe {
         #[arg(long)]
@@ -275,6 +308,29 @@ pub enum CircleCommand {
     Create { name: String },
     /// The circles this node is in.
     List,
+    /// How many stewards must approve adding or removing a member (1: any steward).
+    Policy {
+        #[arg(long)]
+        approvals: u32,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InviteCommand {
+    /// The circle's invites and their state.
+    List {
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
+    /// Stop an invite from admitting anyone.
+    Revoke {
+        /// The invite's id (from `kith invite list`), or a unique prefix of it.
+        id: String,
+        #[arg(long, value_name = "ID")]
+        circle: Option<String>,
+    },
 }
 
 fn parse_ttl(text: &str) -> Result<u64, String> {

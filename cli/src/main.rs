@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser as _;
 use kith_ipc::{Client, ClientError, ErrorKind, FeedFilter, Reply, Request};
 
-use crate::args::{CircleCommand, Cli, Command};
+use crate::args::{CircleCommand, Cli, Command, InviteCommand};
 
 /// A failure and the exit code the contract gives it.
 #[derive(Debug)]
@@ -411,6 +411,82 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
             output::notify(&reply, json)
         }
         Command::Invite {
+            action: Some(InviteCommand::List { circle }),
+            ..
+        } => {
+            let reply = client
+                .request(&Request::Invites {
+                    circle: circle.clone(),
+                })
+                .await?;
+            output::invites(&reply, json)
+        }
+        Command::Invite {
+            action: Some(InviteCommand::Revoke { id, circle }),
+            ..
+        } => {
+            let request = Request::RevokeInvite {
+                circle: circle.clone(),
+                id: id.clone(),
+            };
+            let reply = client.request(&request).await?;
+            output::done(&request, &reply, json)
+        }
+        Command::Remove {
+            member,
+            circle,
+            dry_run,
+        } => {
+            let reply = client
+                .request(&Request::Remove {
+                    circle: circle.clone(),
+                    member: member.clone(),
+                    dry_run: *dry_run,
+                })
+                .await?;
+            output::removal(&reply, json)
+        }
+        Command::Approve { id, circle } => {
+            let reply = client
+                .request(&Request::Approve {
+                    circle: circle.clone(),
+                    id: id.clone(),
+                })
+                .await?;
+            output::removal(&reply, json)
+        }
+        Command::Pending { circle } => {
+            let reply = client
+                .request(&Request::Pending {
+                    circle: circle.clone(),
+                })
+                .await?;
+            output::pending(&reply, json)
+        }
+        Command::Role {
+            member,
+            role,
+            circle,
+        } => {
+            let request = Request::SetRole {
+                circle: circle.clone(),
+                member: member.clone(),
+                role: role.clone(),
+            };
+            let reply = client.request(&request).await?;
+            output::done(&request, &reply, json)
+        }
+        Command::Circle(CircleCommand::Policy { approvals, circle }) => {
+            let reply = client
+                .request(&Request::Policy {
+                    circle: circle.clone(),
+                    approvals: *approvals,
+                })
+                .await?;
+            output::removal(&reply, json)
+        }
+        Command::Invite {
+            action: None,
             circle,
             ttl,
             uses,

@@ -90,6 +90,7 @@ pub fn created(reply: &Reply, json: bool) -> Result<(), Failure> {
 pub fn invite(reply: &Reply, json: bool) -> Result<(), Failure> {
     let Reply::Invite {
         code,
+        id,
         circle,
         expires_at,
         uses,
@@ -99,7 +100,7 @@ pub fn invite(reply: &Reply, json: bool) -> Result<(), Failure> {
     };
     if json {
         return print_json(&serde_json::json!({
-            "code": code, "circle": circle, "expires_at": expires_at, "uses": uses,
+            "code": code, "id": id, "circle": circle, "expires_at": expires_at, "uses": uses,
         }));
     }
     println!("{code}");
@@ -149,9 +150,150 @@ pub fn done(request: &Request, reply: &Reply, json: bool) -> Result<(), Failure>
         Request::Reply { .. } => "replied to",
         Request::Thank { .. } => "thanked your helpers on",
         Request::Edit { .. } => "edited",
+        Request::RevokeInvite { .. } => "revoked invite",
+        Request::SetRole { role, .. } if role == "steward" => "now a steward:",
+        Request::SetRole { .. } => "now a member (not a steward):",
         _ => "updated",
     };
     println!("{what} {id}");
+    Ok(())
+}
+
+/// `kith remove`, `kith approve`, `kith circle policy`: done, waiting for approvals, or
+/// (with --dry-run) what the member keeps and loses.
+pub fn removal(reply: &Reply, json: bool) -> Result<(), Failure> {
+    match reply {
+        Reply::Removal {
+            member,
+            outcome,
+            proposal,
+            missing,
+        } => {
+            if json {
+                return print_json(reply);
+            }
+            match (outcome.as_str(), proposal) {
+                ("removed", _) => println!(
+                    "removed {member}: their connections are refused and the circle has a new key they do not hold"
+                ),
+                ("pending", Some(id)) => println!(
+                    "waiting for {missing} more steward approval(s): another steward runs `kith approve {id}`"
+                ),
+                _ => println!("done"),
+            }
+            Ok(())
+        }
+        Reply::Exposure(info) => {
+            if json {
+                return print_json(info);
+            }
+            let name = one_line(&info.member.name);
+            println!("removing {name} ({}), {}:", info.member.id, info.role);
+            println!("  they keep what they could read until now:");
+            println!(
+                "    {} item(s) posted to the whole circle, with their replies",
+                info.keeps_items
+            );
+            println!(
+                "    {} private item(s) addressed to them (of those you can see)",
+                info.keeps_private_items
+            );
+            println!(
+                "    {} circle key epoch(s), which open only what was written before",
+                info.keeps_epochs
+            );
+            println!("  they lose:");
+            println!("    everything written after the removal (a new key they never get)");
+            println!("    every connection to the circle's members");
+            println!(
+                "    {} open offer(s) of help, which stop counting",
+                info.open_claims
+            );
+            if info.invites_voided > 0 {
+                println!(
+                    "    {} unused invite(s) they made, which stop admitting anyone",
+                    info.invites_voided
+                );
+            }
+            println!(
+                "  their {} own item(s) stay in the circle's history",
+                info.own_items
+            );
+            if info.approvals_needed > 1 {
+                println!(
+                    "  the circle's policy asks for {} stewards' approvals",
+                    info.approvals_needed
+                );
+            }
+            Ok(())
+        }
+        // An invite's approval.
+        Reply::Done { id } => {
+            if json {
+                return print_json(&serde_json::json!({ "id": id, "outcome": "approved" }));
+            }
+            println!("approved invite {id}");
+            Ok(())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `kith pending`.
+pub fn pending(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Pending { policy, pending } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(reply);
+    }
+    println!("policy: {policy} steward approval(s) to add or remove a member");
+    if pending.is_empty() {
+        println!("nothing is waiting for approval");
+    }
+    for p in pending {
+        let what = match p.action.as_str() {
+            "remove" => format!(
+                "remove {}",
+                one_line(p.target_name.as_deref().unwrap_or(&p.target))
+            ),
+            "policy" => format!("ask for {} approvals", p.target),
+            _ => format!("invite {}", p.target),
+        };
+        let approvers: Vec<String> = p.approvals.iter().map(|a| one_line(&a.name)).collect();
+        println!(
+            "{}  {what}  ({} of {} approvals: {})",
+            p.id,
+            p.approvals.len(),
+            p.needed,
+            approvers.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `kith invite list`.
+pub fn invites(reply: &Reply, json: bool) -> Result<(), Failure> {
+    let Reply::Invites { invites } = reply else {
+        return Err(unexpected(reply));
+    };
+    if json {
+        return print_json(invites);
+    }
+    if invites.is_empty() {
+        println!("no invites yet: `kith invite` makes one");
+    }
+    for i in invites {
+        println!(
+            "{}  {:<17} used {}/{}  by {}  expires {}",
+            i.id,
+            i.state,
+            i.used,
+            i.uses,
+            one_line(&i.creator.name),
+            i.expires_at
+        );
+    }
     Ok(())
 }
 

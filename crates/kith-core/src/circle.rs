@@ -12,8 +12,8 @@ use automerge::ScalarValue;
 use crate::feed::{self, Feed, Touched, child_map, container_of};
 use crate::private::{self, Content, Keyring};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, HELP, INVITES, InviteDoc, MEMBERS,
-    MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ROLE,
+    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, HANDED, HELP, INVITES, InviteDoc,
+    MEMBERS, MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ROLE,
     ReplyDoc, RequestDoc, SEALED_MESSAGE, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED,
     STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, SealedRequestDoc, SlotDoc, THANKS,
     UPDATED_AT,
@@ -36,13 +36,13 @@ const CHUNK_TYPE_CHANGE: u8 = 1;
 pub struct Circle {
     pub(crate) doc: AutoCommit,
     /// Member id of the local member; its actor signs every local change.
-    me: String,
+    pub(crate) me: String,
     /// Received changes whose dependencies have not arrived. Kept here rather than in
     /// automerge's own queue so that a change automerge cannot apply is found and dropped
     /// when it becomes ready, instead of poisoning every later batch.
     pending: Vec<Change>,
     /// The document as read, refreshed key by key after every write (see `feed`).
-    feed: Feed,
+    pub(crate) feed: Feed,
     /// Received changes refused for breaking the rules: how many, and the latest few.
     rejected: u64,
     recent_rejections: VecDeque<Rejection>,
@@ -120,6 +120,8 @@ impl Circle {
             invites: BTreeMap::new(),
             offers: BTreeMap::new(),
             nudges: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            proposals: BTreeMap::new(),
         };
         let change = circle.write(Touched::All, |doc| {
             reconcile(doc, &genesis).map_err(doc_err)
@@ -298,6 +300,9 @@ impl Circle {
     /// admission, and every other member would refuse it and everything after it: refuse
     /// it here instead, with a clear error.
     fn require_member(&self) -> Result<(), CoreError> {
+        if self.is_removed(&self.me) {
+            return Err(CoreError::Removed(self.me.clone()));
+        }
         if self.feed.members().iter().any(|m| m.id == self.me) {
             Ok(())
         } else {
@@ -545,12 +550,12 @@ impl Circle {
             .map(|m| m.name.clone())
     }
 
-    fn root_map(&self, key: &str) -> Option<ObjId> {
+    pub(crate) fn root_map(&self, key: &str) -> Option<ObjId> {
         child_map(&self.doc, &automerge::ROOT, key)
     }
 
     /// A root container for writing. Missing only before the genesis change is applied.
-    fn container(&self, key: &str) -> Result<ObjId, CoreError> {
+    pub(crate) fn container(&self, key: &str) -> Result<ObjId, CoreError> {
         self.root_map(key).ok_or_else(|| {
             CoreError::Document("the circle's genesis change has not been applied".into())
         })
@@ -585,7 +590,7 @@ impl Circle {
 
     /// Runs one edit as one change, committed with time 0 (times live in fields, and a
     /// commit time would tell a seized disk more than the item does). On error nothing stays.
-    fn write(
+    pub(crate) fn write(
         &mut self,
         touched: Touched,
         edit: impl FnOnce(&mut AutoCommit) -> Result<(), CoreError>,
@@ -659,6 +664,7 @@ impl Circle {
             uses,
             created_at: now,
             revoked: false,
+            approvals: Some(BTreeMap::new()),
         };
         let touched = Touched::Keys(vec![(INVITES, invite_id.to_string())]);
         self.write_entry(touched, &invites, invite_id, &invite)
@@ -668,6 +674,12 @@ impl Circle {
     pub fn revoke_invite(&mut self, invite_id: &str, _now: i64) -> Result<Vec<u8>, CoreError> {
         let view = self.feed.invite(invite_id);
         rules::check_revoke_invite(self.feed.members(), &self.me, view.as_ref(), invite_id)?;
+        if view.as_ref().is_some_and(|v| v.revoked) {
+            return Err(CoreError::Invalid {
+                what: "revoke",
+                why: format!("invite {invite_id} is already revoked"),
+            });
+        }
         let invite = child_map(&self.doc, &self.invites_container()?, invite_id)
             .ok_or_else(|| CoreError::UnknownInvite(invite_id.to_string()))?;
         let touched = Touched::Keys(vec![(INVITES, invite_id.to_string())]);
@@ -688,10 +700,15 @@ impl Circle {
         new_member_id: &str,
         name: &str,
         invite_id: &str,
+        handed: &[u32],
         now: i64,
     ) -> Result<Vec<u8>, CoreError> {
         actor_for_member(new_member_id)?;
         let name = rules::check_text("member name", name, MAX_MEMBER_NAME_CHARS)?;
+        if self.is_removed(new_member_id) {
+            // Removal is for good: a new invite does not bring the same identity back.
+            return Err(CoreError::Removed(new_member_id.to_string()));
+        }
         let invite = self.feed.invite(invite_id);
         rules::check_admit(
             self.feed.members(),
@@ -701,6 +718,14 @@ impl Circle {
             invite_id,
             now,
         )?;
+        let approved = invite.as_ref().map_or(0, |i| i.approvals.len() as u32);
+        let needed = self.policy();
+        if approved < needed {
+            return Err(CoreError::NeedsApprovals {
+                what: format!("invite {invite_id}"),
+                missing: needed - approved,
+            });
+        }
         let members = self.container(MEMBERS)?;
         let member = MemberDoc {
             name,
@@ -708,8 +733,16 @@ impl Circle {
             joined_at: now,
             invited_via: Some(invite_id.to_string()),
         };
+        let handed = handed
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         self.write(Touched::All, |doc| {
-            reconcile_prop(doc, &members, new_member_id, &member).map_err(doc_err)
+            reconcile_prop(doc, &members, new_member_id, &member).map_err(doc_err)?;
+            let entry = child_map(doc, &members, new_member_id)
+                .ok_or_else(|| CoreError::Document("the new entry is missing".into()))?;
+            doc.put(&entry, HANDED, handed).map_err(doc_err)
         })
     }
 
@@ -717,6 +750,17 @@ impl Circle {
     /// step down.
     pub fn set_role(&mut self, member: &str, role: Role, _now: i64) -> Result<Vec<u8>, CoreError> {
         rules::check_set_role(self.feed.members(), &self.me, member, role)?;
+        if self
+            .feed
+            .members()
+            .iter()
+            .any(|m| m.id == member && m.role == role)
+        {
+            return Err(CoreError::Invalid {
+                what: "role",
+                why: format!("{member} is already a {}", role.as_str()),
+            });
+        }
         let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
             .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
         self.write(roster_touched(), |doc| {
@@ -1446,6 +1490,6 @@ fn new_slot(at: Option<i64>) -> SlotDoc {
 }
 
 /// What an edit of fields inside roster entries touches.
-fn roster_touched() -> Touched {
+pub(crate) fn roster_touched() -> Touched {
     Touched::Keys(vec![(MEMBERS, String::new())])
 }

@@ -15,15 +15,16 @@ use autosurgeon::{Hydrate, hydrate_prop};
 
 use crate::private::{self, Content, ItemSecret, Keyring};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, HELP, INVITED_VIA, INVITES, InviteDoc,
-    MEMBERS, MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED,
-    ReplyDoc, RequestDoc, SEALED, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN,
-    STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, THANKS, UPDATED_AT,
+    ADDRESSES, APPROVALS, CHECKINS, CLAIMS, CUTOFF, CheckinDoc, ClaimDoc, EPOCHS, HANDED, HELP,
+    INVITED_VIA, INVITES, InviteDoc, MEMBERS, MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, POLICY,
+    PROPOSALS, QUIET, REMOVED, REPLIES, REQUESTS, REVOKED, ReplyDoc, RequestDoc, SEALED, SLOTS,
+    STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc,
+    SealedReplyDoc, THANKS, UPDATED_AT,
 };
 use crate::types::in_alphabet;
 use crate::{
-    ClaimView, HelpKind, Horizon, InviteView, ItemKind, ItemView, MemberView, Mood, ReplyView,
-    RequestStatus, Role, SlotView, ThanksView, actor_for_member, invite_id_bytes,
+    ClaimView, HelpKind, Horizon, InviteView, ItemKind, ItemView, MemberView, Mood, Removal,
+    ReplyView, RequestStatus, Role, SlotView, ThanksView, actor_for_member, invite_id_bytes,
 };
 
 /// The kinds of item, in the order their containers are read: a check-in wins over a
@@ -68,9 +69,16 @@ impl Reply {
 #[derive(Debug, Default)]
 pub(crate) struct Feed {
     name: String,
+    /// The current roster (members a steward has not removed).
     members: Vec<MemberView>,
-    /// Member ids by actor: names the member whose change created an object.
+    /// Members a steward removed, with what of theirs still counts.
+    former: Vec<MemberView>,
+    /// Member ids by actor, removed members included: names the member whose change
+    /// created an object.
     by_actor: HashMap<ActorId, String>,
+    /// Removed members' actors, with the highest op counter of theirs that still counts:
+    /// what they wrote later (concurrently with their removal, or after it) is not shown.
+    cutoffs: HashMap<ActorId, u64>,
     /// Readable check-ins and requests by id, without their replies.
     /// Boxed: an `ItemView` is ~380 bytes, and a B-tree node holds eleven values inline.
     items: BTreeMap<String, Box<ItemView>>,
@@ -133,16 +141,27 @@ impl Feed {
 
     /// Reads everything.
     pub(crate) fn read(doc: &AutoCommit, keyring: Option<Arc<dyn Keyring>>) -> Feed {
+        let (members, former) = read_members(doc);
         let mut feed = Feed {
             name: hydrate_prop::<_, String, _, _>(doc, automerge::ROOT, NAME).unwrap_or_default(),
-            members: read_members(doc),
+            members,
+            former,
             keyring,
             ..Feed::default()
         };
         feed.by_actor = feed
             .members
             .iter()
+            .chain(&feed.former)
             .filter_map(|m| Some((ActorId::from(actor_for_member(&m.id).ok()?), m.id.clone())))
+            .collect();
+        feed.cutoffs = feed
+            .former
+            .iter()
+            .filter_map(|m| {
+                let actor = ActorId::from(actor_for_member(&m.id).ok()?);
+                Some((actor, m.removed.map_or(0, |r| r.cutoff)))
+            })
             .collect();
         for kind in ITEM_KINDS {
             let Some(map) = child_map(doc, &automerge::ROOT, container_of(kind)) else {
@@ -231,7 +250,7 @@ impl Feed {
         self.touched = Some(Vec::new());
         for (container, key) in keys {
             if container == MEMBERS {
-                let members = read_members(doc);
+                let (members, former) = read_members(doc);
                 let ids = |ms: &[MemberView]| ms.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
                 let mut old = ids(&self.members);
                 let mut new = ids(&members);
@@ -243,6 +262,7 @@ impl Feed {
                     return;
                 }
                 self.members = members;
+                self.former = former;
                 // Whether an invite counts depends on its creator's role.
                 self.read_invites(doc);
             } else if container == INVITES {
@@ -293,6 +313,12 @@ impl Feed {
                 Some((_, Prop::Map(c))) if c == INVITES => INVITES,
                 Some((_, Prop::Map(c))) if c == OFFERS => OFFERS,
                 Some((_, Prop::Map(c))) if c == NUDGES => NUDGES,
+                // Epochs, proposals and the policy change nothing the feed shows.
+                Some((_, Prop::Map(c))) if c == EPOCHS || c == PROPOSALS => continue,
+                None if matches!(&patch.action, PatchAction::PutMap { key, .. } if key == POLICY) =>
+                {
+                    continue;
+                }
                 _ => return Touched::All,
             };
             let key = match (patch.path.get(1), &patch.action) {
@@ -336,9 +362,11 @@ impl Feed {
     }
 
     fn with_used(&self, mut invite: InviteView) -> InviteView {
+        // Members since removed used it too.
         let used = self
             .members
             .iter()
+            .chain(&self.former)
             .filter(|m| m.invited_via.as_deref() == Some(invite.id.as_str()))
             .count();
         invite.used = u32::try_from(used).unwrap_or(u32::MAX);
@@ -368,6 +396,19 @@ impl Feed {
                     .is_some_and(|w| w == creator || self.role(w) == Some(Role::Steward))
             })
             .any(|(v, _)| matches!(v, Value::Scalar(s) if s.as_bool() == Some(true)));
+        let mut approvals = vec![creator.clone()];
+        if let Some(votes) = child_map(doc, obj, APPROVALS) {
+            for vote in doc.map_range(&votes, ..) {
+                let steward = vote.key.as_ref();
+                // Counts only if written by the steward it names.
+                if self.creator(&vote.id()) == Some(steward)
+                    && self.role(steward) == Some(Role::Steward)
+                    && !approvals.iter().any(|a| a == steward)
+                {
+                    approvals.push(steward.to_string());
+                }
+            }
+        }
         Some(InviteView {
             id: id.to_string(),
             creator,
@@ -377,6 +418,7 @@ impl Feed {
             used: 0,
             revoked,
             created_at: invite.created_at,
+            approvals,
         })
     }
 
@@ -451,12 +493,27 @@ impl Feed {
         items
     }
 
-    /// The member whose actor created the object `id`, if that actor is in the roster.
+    /// The member whose actor created the object `id`, if that actor is in the roster
+    /// and, for a removed member, the object was made before their cutoff.
     fn creator(&self, id: &ObjId) -> Option<&str> {
         match id {
-            ObjId::Id(_, actor, _) => self.by_actor.get(actor).map(String::as_str),
+            ObjId::Id(counter, actor, _) => {
+                if self.cutoffs.get(actor).is_some_and(|cut| counter > cut) {
+                    return None;
+                }
+                self.by_actor.get(actor).map(String::as_str)
+            }
             ObjId::Root => None,
         }
+    }
+
+    pub(crate) fn former(&self) -> &[MemberView] {
+        &self.former
+    }
+
+    /// Whether `actor` belongs to a removed member: their claims no longer count.
+    fn is_removed_actor(&self, actor: &ActorId) -> bool {
+        self.cutoffs.contains_key(actor)
     }
 
     /// The item under `id` in any item container, with its key if it is private.
@@ -645,7 +702,7 @@ impl Feed {
             ItemKind::Request => view.helpers.map(|n| n as usize),
             _ => None,
         };
-        view.claims = read_claims(doc, obj, None, spots, opener);
+        view.claims = read_claims(doc, obj, None, spots, opener, &|a| self.is_removed_actor(a));
         if let Some(slots) = child_map(doc, obj, SLOTS) {
             for (slot, at) in slot_times {
                 let Some(slot_obj) = child_map(doc, &slots, slot) else {
@@ -654,7 +711,9 @@ impl Feed {
                 view.slots.push(SlotView {
                     id: slot.clone(),
                     at: *at,
-                    claims: read_claims(doc, &slot_obj, Some(slot), Some(1), opener),
+                    claims: read_claims(doc, &slot_obj, Some(slot), Some(1), opener, &|a| {
+                        self.is_removed_actor(a)
+                    }),
                 });
             }
             view.slots.sort_by(|a, b| (a.at, &a.id).cmp(&(b.at, &b.id)));
@@ -804,13 +863,14 @@ fn read_thanks(doc: &AutoCommit, item: &ObjId, opener: Option<&Opener<'_>>) -> V
         .collect()
 }
 
-/// The roster, oldest member first. Entries with an invalid id or unreadable fields are
-/// left out.
-fn read_members(doc: &AutoCommit) -> Vec<MemberView> {
+/// The roster, oldest member first: the current members, then those a steward removed.
+/// Entries with an invalid id or unreadable fields are left out, and so are entries a
+/// removed member made after their cutoff.
+fn read_members(doc: &AutoCommit) -> (Vec<MemberView>, Vec<MemberView>) {
     let Some(members) = child_map(doc, &automerge::ROOT, MEMBERS) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut out: Vec<MemberView> = doc
+    let mut all: Vec<(MemberView, ObjId)> = doc
         .map_range(&members, ..)
         .filter(|e| actor_for_member(&e.key).is_ok())
         .filter_map(|e| {
@@ -823,7 +883,12 @@ fn read_members(doc: &AutoCommit) -> Vec<MemberView> {
                 let (_, op) = doc.get(&obj, INVITED_VIA).ok()??;
                 (creator_actor(&op)? == entry_creator).then_some(via)
             });
-            Some(MemberView {
+            let handed = match doc.get(&obj, HANDED) {
+                Ok(Some((Value::Scalar(s), _))) => s.as_str().map(parse_epoch_list),
+                _ => None,
+            };
+            let removed = read_removal(doc, &obj);
+            let view = MemberView {
                 id: e.key.to_string(),
                 name: m.name,
                 role: Role::from_stored(&m.role),
@@ -831,11 +896,65 @@ fn read_members(doc: &AutoCommit) -> Vec<MemberView> {
                 addresses: read_addresses(doc, &obj, &owner),
                 quiet: read_own_text(doc, &obj, &owner, QUIET),
                 invited_via,
-            })
+                handed,
+                removed,
+            };
+            Some((view, obj))
         })
         .collect();
-    out.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
-    out
+    // An entry made by a removed member after their cutoff does not count.
+    let cutoffs: HashMap<Vec<u8>, u64> = all
+        .iter()
+        .filter_map(|(m, _)| {
+            let removal = m.removed?;
+            Some((actor_for_member(&m.id).ok()?.to_vec(), removal.cutoff))
+        })
+        .collect();
+    all.retain(|(_, obj)| match obj {
+        ObjId::Id(counter, actor, _) => cutoffs
+            .get(actor.to_bytes())
+            .is_none_or(|cut| counter <= cut),
+        ObjId::Root => false,
+    });
+    let (mut former, mut current): (Vec<MemberView>, Vec<MemberView>) = all
+        .into_iter()
+        .map(|(m, _)| m)
+        .partition(|m| m.removed.is_some());
+    current.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
+    former.sort_by(|a, b| (a.joined_at, &a.id).cmp(&(b.joined_at, &b.id)));
+    (current, former)
+}
+
+/// A roster entry's removal marker, if a steward wrote one.
+fn read_removal(doc: &AutoCommit, entry: &ObjId) -> Option<Removal> {
+    let at = match doc.get(entry, REMOVED) {
+        Ok(Some((Value::Scalar(s), _))) => scalar_i64(&s)?,
+        _ => return None,
+    };
+    let cutoff = match doc.get(entry, CUTOFF) {
+        Ok(Some((Value::Scalar(s), _))) => scalar_i64(&s).and_then(|c| u64::try_from(c).ok()),
+        _ => None,
+    };
+    Some(Removal {
+        at,
+        cutoff: cutoff.unwrap_or(0),
+    })
+}
+
+fn scalar_i64(value: &automerge::ScalarValue) -> Option<i64> {
+    match value {
+        automerge::ScalarValue::Int(i) => Some(*i),
+        automerge::ScalarValue::Uint(u) => i64::try_from(*u).ok(),
+        _ => None,
+    }
+}
+
+/// Parses "0,17,42": the epochs an admitter handed over. Anything unreadable is skipped.
+pub(crate) fn parse_epoch_list(text: &str) -> Vec<u32> {
+    text.split(',')
+        .filter_map(|e| e.parse::<u32>().ok())
+        .take(crate::MAX_EPOCHS)
+        .collect()
 }
 
 /// The addresses on a roster entry, as written by its owner (whose actor is `owner`):
@@ -897,6 +1016,7 @@ fn read_claims(
     slot: Option<&str>,
     spots: Option<usize>,
     opener: Option<&Opener<'_>>,
+    removed: &dyn Fn(&ActorId) -> bool,
 ) -> Vec<ClaimView> {
     let Some(claims) = child_map(doc, holder, CLAIMS) else {
         return Vec::new();
@@ -910,7 +1030,8 @@ fn read_claims(
             let ObjId::Id(counter, actor, _) = &id else {
                 return None;
             };
-            if actor.to_bytes() != owner.as_slice() {
+            // A removed member's claims no longer hold a spot: they are out of the circle.
+            if actor.to_bytes() != owner.as_slice() || removed(actor) {
                 return None;
             }
             let claim = ClaimDoc::hydrate_map(doc, &id).ok()?;

@@ -37,6 +37,7 @@
 
 mod circle;
 mod feed;
+mod membership;
 mod payload;
 mod private;
 pub mod rules;
@@ -45,12 +46,16 @@ mod types;
 mod validate;
 
 pub use circle::{Circle, Rejection};
+pub use membership::{
+    EpochView, KeyPlan, MAX_APPROVALS, NewEpoch, ProposalAction, ProposalView, RemoveOutcome,
+    Rotation, WRAPPED_LEN, WrapView,
+};
 pub use payload::Payload;
 pub use private::{ItemSecret, Keyring, MAX_AUDIENCE};
 pub use types::{
     ClaimView, HelpKind, Horizon, InviteView, ItemEdit, ItemId, ItemKind, ItemView, MemberView,
-    Mood, NewCheckin, NewOffer, NewRequest, ReplyView, RequestStatus, Role, SlotView, ThanksView,
-    actor_for_member, invite_id, invite_id_bytes, member_id,
+    Mood, NewCheckin, NewOffer, NewRequest, Removal, ReplyView, RequestStatus, Role, SlotView,
+    ThanksView, actor_for_member, invite_id, invite_id_bytes, member_id,
 };
 
 /// Limits, in characters, checked before anything is written.
@@ -72,6 +77,8 @@ pub const MAX_QUIET_CHARS: usize = 32;
 /// Limits on the network addresses a member publishes on their roster entry.
 pub const MAX_ADDRESSES: usize = 8;
 pub const MAX_ADDRESS_CHARS: usize = 128;
+/// The most key epochs a circle reads (weekly rotation for 20 years, with room to spare).
+pub const MAX_EPOCHS: usize = 2048;
 
 /// Everything kith-core refuses; messages are lowercase and name what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -150,6 +157,10 @@ pub enum CoreError {
     OldCircle(&'static str),
     #[error("{0} is private; it cannot be edited (post a new one)")]
     PrivateEdit(String),
+    #[error("{what} needs {missing} more steward approval(s) first")]
+    NeedsApprovals { what: String, missing: u32 },
+    #[error("{0} was removed from this circle")]
+    Removed(String),
     #[error("id {0} is already in use; make a new one")]
     IdInUse(String),
     #[error("the circle document is damaged: {0}")]

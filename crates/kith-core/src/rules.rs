@@ -602,6 +602,8 @@ mod tests {
                 addresses: vec![],
                 quiet: None,
                 invited_via: None,
+                handed: None,
+                removed: None,
             })
             .collect()
     }
@@ -616,6 +618,7 @@ mod tests {
             used,
             revoked,
             created_at: 1,
+            approvals: vec!["ann".into()],
         }
     }
 

@@ -22,6 +22,31 @@ pub(crate) const INVITES: &str = "i";
 /// none, and cannot hold offers or nudges (creating them later could race and lose).
 pub(crate) const OFFERS: &str = "o";
 pub(crate) const NUDGES: &str = "g";
+/// Root keys added with removal (circles founded from 30 Nov 2026, issue 5): the circle's
+/// key epochs, and changes to the roster waiting for stewards' approvals.
+pub(crate) const EPOCHS: &str = "k";
+pub(crate) const PROPOSALS: &str = "y";
+/// Root key of the approvals policy (a number; absent means 1), written by stewards.
+pub(crate) const POLICY: &str = "p";
+
+/// Keys of a roster entry: when a steward removed the member, and the removed member's
+/// last operation that still counts (the highest op counter the remover had seen).
+pub(crate) const REMOVED: &str = "x";
+pub(crate) const CUTOFF: &str = "xc";
+/// Key of a roster entry naming the epochs the admitter handed over at the join
+/// ("0,17"), written with the entry.
+pub(crate) const HANDED: &str = "k";
+
+/// Keys of an epoch (`k/<epoch id>`): generation, key commitment, creation time and the
+/// wrapped keys (member id -> 81 bytes).
+pub(crate) const GENERATION: &str = "g";
+pub(crate) const COMMITMENT: &str = "c";
+pub(crate) const CREATED_AT: &str = "t";
+pub(crate) const WRAPS: &str = "w";
+/// Key of the stewards' approvals map of a proposal or an invite (steward id -> time),
+/// and of a policy proposal's mark of being carried out.
+pub(crate) const APPROVALS: &str = "s";
+pub(crate) const DONE: &str = "d";
 
 /// Keys of a roster entry written after it was created: the role (by a steward) and the
 /// member's own network addresses (by that member only).
@@ -77,6 +102,43 @@ pub(crate) struct Genesis {
     pub offers: BTreeMap<String, OfferDoc>,
     #[autosurgeon(rename = "g")]
     pub nudges: BTreeMap<String, SealedDoc>,
+    #[autosurgeon(rename = "k")]
+    pub epochs: BTreeMap<String, EpochDoc>,
+    #[autosurgeon(rename = "y")]
+    pub proposals: BTreeMap<String, ProposalDoc>,
+}
+
+/// One epoch of the circle key: made by any member, with the key wrapped for each member
+/// it was meant for. Epoch 0, made with the circle, is not in the document.
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct EpochDoc {
+    /// One more than the highest generation its maker knew: newer epochs win.
+    #[autosurgeon(rename = "g")]
+    pub generation: u64,
+    /// Commits to the key, so that a member handed a different key under this id knows.
+    #[autosurgeon(rename = "c")]
+    pub commitment: ByteArray<32>,
+    #[autosurgeon(rename = "t")]
+    pub created_at: i64,
+    /// Recipient member id -> wrapped key; read with each value's writer (the sender).
+    #[autosurgeon(rename = "w", hydrate = "skip_wraps")]
+    pub wraps: BTreeMap<String, ByteVec>,
+}
+
+/// A change to the roster that waits for stewards' approvals (policy `p` above 1).
+#[derive(Debug, Reconcile, Hydrate)]
+pub(crate) struct ProposalDoc {
+    /// "remove" or "policy".
+    #[autosurgeon(rename = "o")]
+    pub action: String,
+    /// The member to remove, or the new number of approvals.
+    #[autosurgeon(rename = "a")]
+    pub target: String,
+    #[autosurgeon(rename = "c")]
+    pub created_at: i64,
+    /// Steward id -> when they approved; the proposer approves in the proposal's change.
+    #[autosurgeon(rename = "s", hydrate = "skip_approvals")]
+    pub approvals: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
@@ -110,6 +172,14 @@ pub(crate) struct InviteDoc {
     pub created_at: i64,
     #[autosurgeon(rename = "r", missing = "Default::default")]
     pub revoked: bool,
+    /// Stewards' approvals (steward id -> time), created empty with the invite so that
+    /// approvers only add keys; counted while the policy asks for more than one.
+    #[autosurgeon(
+        rename = "s",
+        hydrate = "skip_approvals_opt",
+        missing = "Default::default"
+    )]
+    pub approvals: Option<BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, Reconcile, Hydrate)]
@@ -261,6 +331,30 @@ pub(crate) struct ReplyDoc {
     pub text: String,
     #[autosurgeon(rename = "c")]
     pub created_at: i64,
+}
+
+fn skip_wraps<D: ReadDoc>(
+    _doc: &D,
+    _obj: &automerge::ObjId,
+    _prop: Prop<'_>,
+) -> Result<BTreeMap<String, ByteVec>, HydrateError> {
+    Ok(BTreeMap::new())
+}
+
+fn skip_approvals<D: ReadDoc>(
+    _doc: &D,
+    _obj: &automerge::ObjId,
+    _prop: Prop<'_>,
+) -> Result<BTreeMap<String, i64>, HydrateError> {
+    Ok(BTreeMap::new())
+}
+
+fn skip_approvals_opt<D: ReadDoc>(
+    _doc: &D,
+    _obj: &automerge::ObjId,
+    _prop: Prop<'_>,
+) -> Result<Option<BTreeMap<String, i64>>, HydrateError> {
+    Ok(None)
 }
 
 fn skip_slots<D: ReadDoc>(

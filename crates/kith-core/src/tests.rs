@@ -179,6 +179,8 @@ fn found_creates_the_circle() {
             addresses: vec![],
             quiet: None,
             invited_via: None,
+            handed: None,
+            removed: None,
         }]
     );
     assert!(circle.items().is_empty());
@@ -1158,6 +1160,7 @@ fn stewards_create_invites() {
             used: 0,
             revoked: false,
             created_at: T0 + 10,
+            approvals: vec![member(1)],
         }
     );
     assert_eq!(t.ann.invites(), vec![invite.clone()]);
@@ -1222,7 +1225,7 @@ fn creator_or_steward_revokes_invites() {
     assert!(t.cat.invites().iter().all(|i| i.revoked));
     assert_eq!(t.cat.invites().len(), 2);
     assert_eq!(
-        t.cat.admit(&member(4), "Dan", &inv(1), T0 + 6),
+        t.cat.admit(&member(4), "Dan", &inv(1), &[0], T0 + 6),
         Err(CoreError::InviteRevoked(inv(1)))
     );
     let loaded = Circle::load(&member(3), &log).unwrap();
@@ -1239,7 +1242,10 @@ fn any_member_admits_with_a_valid_invite() {
             .unwrap(),
     );
     t.bob.apply_changes(&log).unwrap();
-    let admit = t.bob.admit(&member(4), " Dan ", &inv(1), T0 + 4).unwrap();
+    let admit = t
+        .bob
+        .admit(&member(4), " Dan ", &inv(1), &[0], T0 + 4)
+        .unwrap();
     log.push(admit);
     let dan = t
         .bob
@@ -1264,29 +1270,29 @@ fn any_member_admits_with_a_valid_invite() {
 
     // Refusals.
     assert_eq!(
-        t.bob.admit(&member(4), "Dan", &inv(1), T0 + 6),
+        t.bob.admit(&member(4), "Dan", &inv(1), &[0], T0 + 6),
         Err(CoreError::AlreadyMember(member(4)))
     );
     assert_eq!(
-        t.bob.admit(&member(5), "Eve", &inv(9), T0 + 6),
+        t.bob.admit(&member(5), "Eve", &inv(9), &[0], T0 + 6),
         Err(CoreError::UnknownInvite(inv(9)))
     );
     assert_eq!(
-        t.bob.admit(&member(5), "Eve", &inv(1), T0 + DAY),
+        t.bob.admit(&member(5), "Eve", &inv(1), &[0], T0 + DAY),
         Err(CoreError::InviteExpired(inv(1)))
     );
     assert_eq!(
-        t.bob.admit("eve", "Eve", &inv(1), T0 + 6),
+        t.bob.admit("eve", "Eve", &inv(1), &[0], T0 + 6),
         Err(CoreError::InvalidId("eve".into()))
     );
     assert_eq!(
-        t.bob.admit(&member(5), " ", &inv(1), T0 + 6),
+        t.bob.admit(&member(5), " ", &inv(1), &[0], T0 + 6),
         Err(CoreError::Empty("member name"))
     );
     // Someone outside the roster cannot admit anyone.
     let mut stranger = Circle::load(&member(9), &log).unwrap();
     assert_eq!(
-        stranger.admit(&member(5), "Eve", &inv(1), T0 + 6),
+        stranger.admit(&member(5), "Eve", &inv(1), &[0], T0 + 6),
         Err(CoreError::NotMember(member(9)))
     );
 }
@@ -1301,19 +1307,25 @@ fn a_one_use_invite_admits_once() {
             .unwrap(),
     );
     deliver(&log, &mut [&mut t.bob, &mut t.cat]);
-    let first = t.bob.admit(&member(4), "Dan", &inv(1), T0 + 4).unwrap();
+    let first = t
+        .bob
+        .admit(&member(4), "Dan", &inv(1), &[0], T0 + 4)
+        .unwrap();
     assert_eq!(
-        t.bob.admit(&member(5), "Eve", &inv(1), T0 + 5),
+        t.bob.admit(&member(5), "Eve", &inv(1), &[0], T0 + 5),
         Err(CoreError::InviteUsedUp(inv(1)))
     );
     t.ann.apply_changes(std::slice::from_ref(&first)).unwrap();
     assert_eq!(
-        t.ann.admit(&member(5), "Eve", &inv(1), T0 + 5),
+        t.ann.admit(&member(5), "Eve", &inv(1), &[0], T0 + 5),
         Err(CoreError::InviteUsedUp(inv(1)))
     );
     // Cat has not seen Bob's admission: the limit is checked against what she has seen,
     // so a concurrent second admission goes through and the roster names the invite twice.
-    let second = t.cat.admit(&member(5), "Eve", &inv(1), T0 + 5).unwrap();
+    let second = t
+        .cat
+        .admit(&member(5), "Eve", &inv(1), &[0], T0 + 5)
+        .unwrap();
     t.cat.apply_changes(&[first]).unwrap();
     t.bob.apply_changes(&[second]).unwrap();
     assert_eq!(t.cat.invite(&inv(1)).unwrap().used, 2);
@@ -1354,7 +1366,7 @@ fn set_role_is_for_stewards() {
     // An invite counts only while its creator is a steward.
     assert_eq!(t.bob.invite(&inv(1)), None);
     assert_eq!(
-        t.bob.admit(&member(5), "Eve", &inv(1), T0 + 4),
+        t.bob.admit(&member(5), "Eve", &inv(1), &[0], T0 + 4),
         Err(CoreError::UnknownInvite(inv(1)))
     );
     assert_eq!(
@@ -1474,7 +1486,7 @@ fn invites_made_by_non_stewards_do_not_count() {
     t.cat.apply_unchecked(&[forged]).unwrap();
     assert!(t.cat.invites().is_empty());
     assert_eq!(
-        t.cat.admit(&member(4), "Dan", &inv(1), T0),
+        t.cat.admit(&member(4), "Dan", &inv(1), &[0], T0),
         Err(CoreError::UnknownInvite(inv(1)))
     );
     // A revocation written by someone who is neither creator nor steward is refused (and
@@ -1528,7 +1540,7 @@ fn invites_and_addresses_merge_and_load() {
     assert_eq!(ann.members()[1].addresses, addrs(&["/ip4/192.0.2.2/tcp/2"]));
 
     // Then Bob admits someone, Ann revokes the other invite, concurrently.
-    let admit = bob.admit(&member(3), "Cat", &inv(2), T0 + 4).unwrap();
+    let admit = bob.admit(&member(3), "Cat", &inv(2), &[0], T0 + 4).unwrap();
     let revoke = ann.revoke_invite(&inv(1), T0 + 4).unwrap();
     ann.apply_changes(std::slice::from_ref(&admit)).unwrap();
     bob.apply_changes(std::slice::from_ref(&revoke)).unwrap();
@@ -1557,7 +1569,7 @@ fn new_change_sizes() {
         .create_invite(&inv(1), [1; 32], T0 + DAY, 1, T0)
         .unwrap();
     t.bob.apply_changes(std::slice::from_ref(&invite)).unwrap();
-    let admit = t.bob.admit(&member(4), "Dan", &inv(1), T0).unwrap();
+    let admit = t.bob.admit(&member(4), "Dan", &inv(1), &[0], T0).unwrap();
     let addresses = t
         .bob
         .set_my_addresses(&addrs(&["/ip4/192.0.2.7/udp/4001/quic-v1"]), T0)
@@ -1698,7 +1710,9 @@ fn honest_edits_of_every_kind_pass_the_rules() {
     let bobs = vec![
         t.bob.claim(&iid(1), T0 + 1).unwrap(),
         t.bob.reply(&iid(1), &iid(2), "on my way", T0 + 1).unwrap(),
-        t.bob.admit(&member(4), "Dan", &inv(1), T0 + 1).unwrap(),
+        t.bob
+            .admit(&member(4), "Dan", &inv(1), &[0], T0 + 1)
+            .unwrap(),
         t.bob
             .checkin(&iid(3), Mood::Low, Some("tired"), T0 + 2)
             .unwrap(),

@@ -386,6 +386,19 @@ pub struct MemberView {
     pub quiet: Option<String>,
     /// The invite the member joined through, if they were admitted with one.
     pub invited_via: Option<String>,
+    /// The key epochs the admitter handed over at the join (`None`: written before
+    /// epochs were recorded, which means epoch 0 only).
+    pub handed: Option<Vec<u32>>,
+    /// Set once a steward removed the member.
+    pub removed: Option<Removal>,
+}
+
+/// A steward removed a member: when, and the last of the member's operations that counts
+/// (the highest automerge op counter of theirs the steward had seen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removal {
+    pub at: i64,
+    pub cutoff: u64,
 }
 
 /// One invite as read from the document. `creator` is the member whose change created it
@@ -402,6 +415,9 @@ pub struct InviteView {
     pub used: u32,
     pub revoked: bool,
     pub created_at: i64,
+    /// Stewards who approved it, its creator first (under a policy of K approvals it
+    /// admits nobody until K current stewards approved).
+    pub approvals: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

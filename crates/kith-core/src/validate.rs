@@ -18,13 +18,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, ReadDoc, Value};
 
+use crate::membership::{ProposalAction, is_proposal_id, parse_epoch_id};
 use crate::rules::{self, Write};
 use crate::schema::{
-    ADDRESSES, CHECKINS, CLAIMS, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, QUIET,
-    REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS,
+    ADDRESSES, APPROVALS, CHECKINS, CLAIMS, COMMITMENT, CREATED_AT, CUTOFF, DONE, EPOCHS,
+    GENERATION, HANDED, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, POLICY, PROPOSALS,
+    QUIET, REMOVED, REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS, WRAPS,
 };
 use crate::types::in_alphabet;
 use crate::{CoreError, ItemKind, Role, actor_for_member, invite_id_bytes};
+use crate::{MAX_APPROVALS, WRAPPED_LEN};
 
 /// Keys of an invite map (`docs/document.md`).
 const INVITE_EXPIRES: &str = "x";
@@ -72,6 +75,19 @@ enum Place {
     Invite {
         creator: ActorId,
     },
+    /// The key epochs, one epoch (made by `creator`), and its wrapped keys.
+    Epochs,
+    Epoch {
+        creator: ActorId,
+    },
+    Wraps,
+    /// Roster changes waiting for approvals, one of them, and the approvals of a
+    /// proposal or an invite (keyed by steward).
+    Proposals,
+    Proposal {
+        creator: ActorId,
+    },
+    Approvals,
     /// Anywhere the schema has nothing.
     Outside,
 }
@@ -87,8 +103,18 @@ fn child_place(parent: &Place, key: &str, actor: &ActorId) -> Place {
             INVITES => Place::Invites,
             OFFERS => Place::Offers,
             NUDGES => Place::Nudges,
+            EPOCHS => Place::Epochs,
+            PROPOSALS => Place::Proposals,
             _ => Place::Outside,
         },
+        Place::Epochs => Place::Epoch {
+            creator: actor.clone(),
+        },
+        Place::Epoch { .. } if key == WRAPS => Place::Wraps,
+        Place::Proposals => Place::Proposal {
+            creator: actor.clone(),
+        },
+        Place::Proposal { .. } | Place::Invite { .. } if key == APPROVALS => Place::Approvals,
         Place::Roster => Place::Entry(key.to_string()),
         Place::Checkins | Place::Requests | Place::Offers | Place::Nudges => Place::Item {
             author: actor.clone(),
@@ -203,7 +229,12 @@ impl<'a> Checker<'a> {
         // A writer's first change must come after its admission; every later change of
         // theirs depends on the first, so this one check (as of the change's own history,
         // the same for every member) covers them all.
-        if !genesis && change.seq() == 1 && self.role_at(&writer, &heads).is_none() {
+        // The same check on every change refuses a removed member's changes made after
+        // they saw their removal (their role as of the change's history is gone).
+        if !genesis && self.role_at(&writer, &heads).is_none() {
+            if self.removed_at(&writer, &heads) {
+                return Err(CoreError::Removed(writer));
+            }
             return Err(CoreError::NotMember(writer));
         }
         let mut change_state = ChangeState::default();
@@ -223,10 +254,17 @@ impl<'a> Checker<'a> {
             match &op.action {
                 automerge::legacy::OpType::Make(ObjType::Map) => {
                     let place = child_place(&parent, key, &actor);
-                    self.may_make(&parent, &place, key, &writer, &heads, genesis)?;
+                    self.may_make(&parent, &place, key, &writer, &heads, genesis, fresh_parent)?;
                     self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
-                    if let Place::Entry(member) = &place {
-                        change_state.new_entries.push(member.clone());
+                    if !pred_actors.is_empty() && !is_item_container(&parent) {
+                        return Err(refused(format!(
+                            "the change replaces the object at {key:?}, written once"
+                        )));
+                    }
+                    match &place {
+                        Place::Entry(member) => change_state.new_entries.push(member.clone()),
+                        Place::Epoch { .. } => change_state.new_epochs += 1,
+                        _ => {}
                     }
                     let counter = start.saturating_add(index as u64);
                     self.places.insert((counter, actor.clone()), place);
@@ -240,6 +278,15 @@ impl<'a> Checker<'a> {
                     }
                     self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
                     self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
+                    self.may_put_key_field(
+                        &parent,
+                        key,
+                        value,
+                        &pred_actors,
+                        &writer,
+                        &heads,
+                        &mut change_state,
+                    )?;
                     if let Place::Entry(member) = &parent {
                         change_state.entry_fields.push((
                             member.clone(),
@@ -249,6 +296,23 @@ impl<'a> Checker<'a> {
                     }
                 }
                 automerge::legacy::OpType::Delete | automerge::legacy::OpType::Increment(_) => {
+                    if matches!(
+                        parent,
+                        Place::Roster
+                            | Place::Epochs
+                            | Place::Epoch { .. }
+                            | Place::Wraps
+                            | Place::Proposals
+                            | Place::Proposal { .. }
+                            | Place::Approvals
+                    ) || (matches!(parent, Place::Entry(_))
+                        && [REMOVED, CUTOFF, HANDED].contains(&key))
+                        || (parent == Place::Root && key == POLICY)
+                    {
+                        return Err(refused(format!(
+                            "the change deletes or counts {key:?}, which is written once"
+                        )));
+                    }
                     self.may_write_field(&parent, fresh_parent, key, &actor, &writer, &heads)?;
                     self.may_overwrite(&parent, key, &actor, &pred_actors, &writer)?;
                 }
@@ -260,6 +324,7 @@ impl<'a> Checker<'a> {
         for member in &change_state.new_entries {
             self.may_add_entry(member, &writer, &heads, genesis, &change_state)?;
         }
+        self.may_finish_removals(change, &heads, &change_state)?;
         if genesis {
             self.genesis_allowed = false;
         }
@@ -315,6 +380,7 @@ impl<'a> Checker<'a> {
     }
 
     /// May `writer` create the map `place` at `key` in `parent`?
+    #[allow(clippy::too_many_arguments)]
     fn may_make(
         &self,
         parent: &Place,
@@ -323,6 +389,7 @@ impl<'a> Checker<'a> {
         writer: &str,
         heads: &[ChangeHash],
         genesis: bool,
+        fresh_parent: bool,
     ) -> Result<(), CoreError> {
         match (parent, place) {
             (_, Place::Outside) => Err(refused(format!(
@@ -363,6 +430,37 @@ impl<'a> Checker<'a> {
                 invite_id_bytes(key)?;
                 rules::authorize(&Write::InviteCreate, writer, self.role_at(writer, heads))
             }
+            (Place::Epochs, Place::Epoch { .. }) => {
+                if parse_epoch_id(key).is_none() {
+                    return Err(CoreError::InvalidId(key.to_string()));
+                }
+                if map_at(self.doc, &automerge::ROOT, EPOCHS, Some(heads))
+                    .is_some_and(|map| matches!(self.doc.get_at(&map, key, heads), Ok(Some(_))))
+                {
+                    return Err(CoreError::IdInUse(key.to_string()));
+                }
+                // Any member may rotate; the writer's membership is checked for every change.
+                Ok(())
+            }
+            (Place::Proposals, Place::Proposal { .. }) => {
+                if !is_proposal_id(key) {
+                    return Err(CoreError::InvalidId(key.to_string()));
+                }
+                if map_at(self.doc, &automerge::ROOT, PROPOSALS, Some(heads))
+                    .is_some_and(|map| matches!(self.doc.get_at(&map, key, heads), Ok(Some(_))))
+                {
+                    return Err(CoreError::IdInUse(key.to_string()));
+                }
+                rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
+            }
+            // Made with their epoch, proposal or invite, never later (two stewards making
+            // one at once would lose one of them).
+            (Place::Epoch { .. }, Place::Wraps)
+            | (Place::Proposal { .. } | Place::Invite { .. }, Place::Approvals)
+                if fresh_parent =>
+            {
+                Ok(())
+            }
             _ => Err(refused(format!(
                 "the change makes an object at {key:?}, outside the schema"
             ))),
@@ -385,6 +483,10 @@ impl<'a> Checker<'a> {
             Place::Root if key == NAME => {
                 rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
             }
+            // The approvals a new policy needs are checked once the change is read.
+            Place::Root if key == POLICY => {
+                rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
+            }
             Place::Root => Err(refused(format!(
                 "the change writes {key:?} at the top of the document"
             ))),
@@ -402,6 +504,11 @@ impl<'a> Checker<'a> {
                 Ok(())
             }
             Place::Invites => Err(refused("only invites are written in the invites map")),
+            Place::Entry(_) if key == HANDED && !fresh => Err(refused(
+                "the epochs handed to a member are written with their entry",
+            )),
+            // Checked (steward, written once, with a new epoch) in `may_put_key_field`.
+            Place::Entry(_) if key == REMOVED || key == CUTOFF => Ok(()),
             Place::Entry(owner) => match key {
                 ADDRESSES | QUIET => {
                     rules::authorize(&Write::Addresses { owner }, writer, Some(Role::Member))
@@ -441,10 +548,220 @@ impl<'a> Checker<'a> {
                     ))
                 }
             }
+            Place::Epoch { creator } => {
+                if fresh && creator == actor && [GENERATION, COMMITMENT, CREATED_AT].contains(&key)
+                {
+                    Ok(())
+                } else {
+                    Err(refused("an epoch's terms are written only when it is made"))
+                }
+            }
+            Place::Proposal { creator } => {
+                if key == DONE {
+                    rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
+                } else if fresh && creator == actor && ["o", "a", "c"].contains(&key) {
+                    Ok(())
+                } else {
+                    Err(refused(
+                        "a proposal's terms are written only when it is made",
+                    ))
+                }
+            }
+            // Checked in `may_put_key_field`.
+            Place::Wraps => Ok(()),
+            Place::Approvals => {
+                if key != writer {
+                    return Err(refused("a steward approves only in their own name"));
+                }
+                rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
+            }
+            Place::Epochs | Place::Proposals => Err(refused(format!(
+                "the change puts {key:?} where epochs or proposals are kept"
+            ))),
             Place::Outside => Err(refused(format!(
                 "the change writes {key:?} outside the schema"
             ))),
         }
+    }
+
+    /// The parts of removal and rotation a put makes: a removal marker (by a steward,
+    /// written once, not on their own entry), a wrapped key (81 bytes, written once, for
+    /// a member not removed), a policy (a number of approvals).
+    #[allow(clippy::too_many_arguments)]
+    fn may_put_key_field(
+        &self,
+        parent: &Place,
+        key: &str,
+        value: &automerge::ScalarValue,
+        preds: &[&ActorId],
+        writer: &str,
+        heads: &[ChangeHash],
+        state: &mut ChangeState,
+    ) -> Result<(), CoreError> {
+        match parent {
+            Place::Entry(member) if key == REMOVED || key == CUTOFF => {
+                rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))?;
+                if !preds.is_empty() || self.removed_at(member, heads) {
+                    return Err(refused("a removal is written once"));
+                }
+                if member == writer {
+                    return Err(refused("a steward does not remove themself"));
+                }
+                if scalar_i64(value).is_none() {
+                    return Err(refused("a removal's time and cutoff are numbers"));
+                }
+                if key == REMOVED {
+                    state.removed.push(member.clone());
+                }
+                Ok(())
+            }
+            Place::Wraps => {
+                actor_for_member(key)?;
+                let automerge::ScalarValue::Bytes(bytes) = value else {
+                    return Err(refused("a wrapped key is bytes"));
+                };
+                if bytes.len() != WRAPPED_LEN {
+                    return Err(refused(format!("a wrapped key is {WRAPPED_LEN} bytes")));
+                }
+                if !preds.is_empty() {
+                    return Err(refused("a wrapped key is written once"));
+                }
+                if self.removed_at(key, heads) {
+                    return Err(refused("a key is never wrapped for a removed member"));
+                }
+                state.wrapped_for.push(key.to_string());
+                Ok(())
+            }
+            Place::Root if key == POLICY => {
+                let ok = scalar_i64(value)
+                    .and_then(|k| u32::try_from(k).ok())
+                    .is_some_and(|k| (1..=MAX_APPROVALS).contains(&k));
+                if !ok {
+                    return Err(refused("a policy is a number of approvals from 1 to 50"));
+                }
+                state.policy = Some(value.clone());
+                Ok(())
+            }
+            Place::Proposal { .. } if key == DONE => {
+                state.marks_done = true;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A removal comes with a new epoch that is not wrapped for anyone removed, and with
+    /// the approvals the policy asks for; so does a new policy.
+    fn may_finish_removals(
+        &self,
+        change: &Change,
+        heads: &[ChangeHash],
+        state: &ChangeState,
+    ) -> Result<(), CoreError> {
+        for member in &state.removed {
+            if state.new_epochs == 0 {
+                return Err(refused("a removal comes with a new key epoch"));
+            }
+            if state.wrapped_for.contains(member) {
+                return Err(refused(
+                    "the new key is wrapped for the member being removed",
+                ));
+            }
+        }
+        if state.marks_done && state.policy.is_none() {
+            return Err(refused(
+                "only setting the policy carries out a policy proposal",
+            ));
+        }
+        let needed = self.policy_at(heads);
+        if needed <= 1 {
+            return Ok(());
+        }
+        let after = [change.hash()];
+        for member in &state.removed {
+            let action = ProposalAction::Remove(member.clone());
+            let have = self.approvals_at(&action, heads, &after);
+            if have < needed {
+                return Err(CoreError::NeedsApprovals {
+                    what: format!("removing {member}"),
+                    missing: needed - have,
+                });
+            }
+        }
+        if let Some(value) = &state.policy {
+            let k = scalar_i64(value)
+                .and_then(|k| u32::try_from(k).ok())
+                .unwrap_or(0);
+            let have = self.approvals_at(&ProposalAction::Policy(k), heads, &after);
+            if have < needed {
+                return Err(CoreError::NeedsApprovals {
+                    what: "changing the policy".into(),
+                    missing: needed - have,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy (approvals needed) as of `heads`.
+    fn policy_at(&self, heads: &[ChangeHash]) -> u32 {
+        match self.doc.get_at(&automerge::ROOT, POLICY, heads) {
+            Ok(Some((Value::Scalar(s), _))) => scalar_i64(&s)
+                .and_then(|k| u32::try_from(k).ok())
+                .filter(|k| (1..=MAX_APPROVALS).contains(k))
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// The most approvals any proposal for `action` has as of `after` (the change itself
+    /// included), counting stewards as of `heads` who wrote their own approval.
+    fn approvals_at(
+        &self,
+        action: &ProposalAction,
+        heads: &[ChangeHash],
+        after: &[ChangeHash],
+    ) -> u32 {
+        let Some(proposals) = map_at(self.doc, &automerge::ROOT, PROPOSALS, Some(after)) else {
+            return 0;
+        };
+        let text = |obj: &ObjId, key: &str| match self.doc.get_at(obj, key, after) {
+            Ok(Some((Value::Scalar(s), _))) => s.as_str().map(str::to_string),
+            _ => None,
+        };
+        let mut best = 0;
+        for entry in self.doc.map_range_at(&proposals, .., after) {
+            let obj = entry.id();
+            let parsed = match (text(&obj, "o"), text(&obj, "a")) {
+                (Some(o), Some(a)) => ProposalAction::parse(&o, &a),
+                _ => None,
+            };
+            if parsed.as_ref() != Some(action) {
+                continue;
+            }
+            let Some(votes) = map_at(self.doc, &obj, APPROVALS, Some(after)) else {
+                continue;
+            };
+            let count = self
+                .doc
+                .map_range_at(&votes, .., after)
+                .filter(|vote| {
+                    let steward = vote.key.as_ref();
+                    actor_of(&vote.id()).is_some_and(|actor| {
+                        self.members_by_actor.get(&actor).map(String::as_str) == Some(steward)
+                    }) && self.role_at(steward, heads) == Some(Role::Steward)
+                })
+                .count();
+            best = best.max(u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        best
+    }
+
+    /// Whether `member`'s entry carries a removal marker as of `heads`.
+    fn removed_at(&self, member: &str, heads: &[ChangeHash]) -> bool {
+        map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads))
+            .and_then(|roster| map_at(self.doc, &roster, member, Some(heads)))
+            .is_some_and(|entry| matches!(self.doc.get_at(&entry, REMOVED, heads), Ok(Some(_))))
     }
 
     /// Overwriting or deleting a value someone else wrote in an item container is
@@ -556,6 +873,32 @@ impl<'a> Checker<'a> {
         if i64::try_from(used).unwrap_or(i64::MAX) >= uses {
             return Err(CoreError::InviteUsedUp(id.to_string()));
         }
+        let needed = self.policy_at(heads);
+        if needed > 1 {
+            // The creator approves by making it; other stewards in its approvals map.
+            let mut approvers = vec![creator];
+            if let Some(votes) = map_at(self.doc, &invite, APPROVALS, Some(heads)) {
+                for vote in self.doc.map_range_at(&votes, .., heads) {
+                    let steward = vote.key.as_ref();
+                    let own = actor_of(&vote.id()).is_some_and(|actor| {
+                        self.members_by_actor.get(&actor).map(String::as_str) == Some(steward)
+                    });
+                    if own
+                        && self.role_at(steward, heads) == Some(Role::Steward)
+                        && !approvers.iter().any(|a| a == steward)
+                    {
+                        approvers.push(steward.to_string());
+                    }
+                }
+            }
+            let have = u32::try_from(approvers.len()).unwrap_or(u32::MAX);
+            if have < needed {
+                return Err(CoreError::NeedsApprovals {
+                    what: format!("invite {id}"),
+                    missing: needed - have,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -580,6 +923,9 @@ impl<'a> Checker<'a> {
     fn role_at(&self, member: &str, heads: &[ChangeHash]) -> Option<Role> {
         let roster = map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads))?;
         let entry = map_at(self.doc, &roster, member, Some(heads))?;
+        if matches!(self.doc.get_at(&entry, REMOVED, heads), Ok(Some(_))) {
+            return None;
+        }
         match self.doc.get_at(&entry, ROLE, heads) {
             Ok(Some((Value::Scalar(s), _))) => {
                 Some(s.as_str().map_or(Role::Member, Role::from_stored))
@@ -594,6 +940,14 @@ impl<'a> Checker<'a> {
 struct ChangeState {
     new_entries: Vec<String>,
     entry_fields: Vec<(String, String, automerge::ScalarValue)>,
+    /// Members this change removes.
+    removed: Vec<String>,
+    /// Epochs this change makes, and the recipients of the wraps it writes (in any epoch).
+    new_epochs: usize,
+    wrapped_for: Vec<String>,
+    /// The policy this change sets, and whether it marks a proposal done.
+    policy: Option<automerge::ScalarValue>,
+    marks_done: bool,
 }
 
 /// The actor whose op created `obj`.

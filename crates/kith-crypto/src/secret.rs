@@ -83,6 +83,17 @@ impl EpochKey {
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         Self(Secret::random(rng))
     }
+
+    /// A public commitment to this key as epoch `epoch` of `circle`, published beside its
+    /// wraps: a member handed some other key under this epoch (by a careless or hostile
+    /// wrapper) sees that it does not match, and never writes with it. HKDF-SHA256 of the
+    /// key, so it reveals nothing of it.
+    pub fn commitment(&self, circle: &crate::CircleId, epoch: u32) -> [u8; 32] {
+        let mut salt = Vec::with_capacity(20);
+        salt.extend_from_slice(&circle.0);
+        salt.extend_from_slice(&epoch.to_be_bytes());
+        *crate::derive_subkey(&self.0, "epoch-commitment/v1", &salt).expose_secret()
+    }
 }
 
 #[cfg(test)]
@@ -94,6 +105,19 @@ mod tests {
         let secret = Secret::from_bytes([0xab; 32]);
         assert_eq!(format!("{secret:?}"), "Secret(***)");
         assert_eq!(format!("{:?}", EpochKey(secret)), "EpochKey(Secret(***))");
+    }
+
+    #[test]
+    fn commitments_differ_by_key_circle_and_epoch() {
+        let key = EpochKey(Secret::from_bytes([1; 32]));
+        let other = EpochKey(Secret::from_bytes([2; 32]));
+        let circle = crate::CircleId([3; 16]);
+        let c = key.commitment(&circle, 7);
+        assert_eq!(c, key.commitment(&circle, 7));
+        assert_ne!(c, other.commitment(&circle, 7));
+        assert_ne!(c, key.commitment(&circle, 8));
+        assert_ne!(c, key.commitment(&crate::CircleId([4; 16]), 7));
+        assert_ne!(&c, key.0.expose_secret());
     }
 
     #[test]

@@ -14,10 +14,12 @@
 )]
 
 mod attention;
+pub mod epochs;
 mod keyring;
 mod network;
 mod node;
 mod notify;
+mod roster;
 mod server;
 mod views;
 

@@ -15,7 +15,7 @@
 //! newcomer.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -31,6 +31,7 @@ use kith_sync::join::{JoinAnswer, JoinRequest, WrappedEpoch, parse_join_request}
 use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::epochs::{EpochKeys, KeyChangeKind};
 use crate::keyring::CircleKeyring;
 use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
 use crate::views;
@@ -137,6 +138,8 @@ pub(crate) struct NetState {
     pub next_hello: HashMap<PeerId, (Instant, Duration)>,
     /// When the first invite that keeps the join window open expires.
     pub join_window_expiry: Option<Instant>,
+    /// When to look next whether a circle key is due for its scheduled rotation.
+    pub next_key_check: Instant,
 }
 
 impl NetState {
@@ -166,6 +169,7 @@ impl NetState {
             addresses_dirty: false,
             next_hello: HashMap::new(),
             join_window_expiry: None,
+            next_key_check: Instant::now(),
         }
     }
 }
@@ -189,12 +193,34 @@ impl EnvelopeSource for Source<'_> {
 /// joined has not yet delivered the roster entry naming us (bootstrap), every validly signed
 /// envelope is taken: the roster itself travels in those envelopes, and items by actors the
 /// roster does not list are never shown.
+/// Whether `author`'s envelopes in `circle` are taken: members, and members since removed
+/// (what they wrote before their removal, and what others built on, must still arrive;
+/// the circle's rules decide what of it counts). While this node is not in the roster yet
+/// (joining), everyone's are.
 fn member_of(circles: &[CircleState], circle: &CircleId, author: &MemberId) -> bool {
     let id = author.to_string();
     circles.iter().find(|c| c.id == *circle).is_some_and(|c| {
         let members = c.doc.members();
-        members.iter().any(|m| m.id == id) || !members.iter().any(|m| m.id == c.doc.me())
+        members.iter().any(|m| m.id == id)
+            || c.doc.is_removed(&id)
+            || !members.iter().any(|m| m.id == c.doc.me()) && !c.doc.is_removed(c.doc.me())
     })
+}
+
+/// Envelopes kept in memory while their key is missing, per circle; more wait in the
+/// store until the next start.
+const MAX_LOCKED: usize = 10_000;
+
+/// How long an epoch lasts before a steward rotates: a week, or `KITH_ROTATION_SECS` (for
+/// tests and for people who want it shorter).
+fn rotation_period_ms() -> i64 {
+    std::env::var("KITH_ROTATION_SECS")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(crate::epochs::ROTATION_PERIOD_MS, |s| {
+            s.saturating_mul(1000)
+        })
 }
 
 fn peer_of(member: &str) -> Option<PeerId> {
@@ -510,6 +536,14 @@ impl Node {
         self.refresh_allowed();
         self.refresh_join_window();
         self.settle_joins(false);
+        if self.net.next_key_check <= now {
+            // A minute between looks (or a quarter of a short test period).
+            let period = Duration::from_millis(u64::try_from(rotation_period_ms()).unwrap_or(0));
+            self.net.next_key_check = now + (period / 4).min(Duration::from_secs(60));
+            for index in 0..self.circles.len() {
+                self.key_upkeep(index, true);
+            }
+        }
     }
 
     /// Compares with `peer` again at the next tick, and often until nothing differs.
@@ -595,85 +629,26 @@ impl Node {
     }
 
     /// Stores, indexes, decrypts and applies envelopes `kith-sync` accepted, then tells
-    /// watchers what changed. A roster change may release envelopes that waited for it.
+    /// watchers what changed. A roster change may release envelopes that waited for it;
+    /// keys learned from the circle open envelopes that waited for them.
     pub(crate) fn accept(&mut self, circle_id: CircleId, mut accepted: Vec<Envelope>) {
         while !accepted.is_empty() {
             let Some(index) = self.circles.iter().position(|c| c.id == circle_id) else {
                 return;
             };
-            let stop = self.stop.clone();
-            let mut changes = Vec::with_capacity(accepted.len());
-            {
-                let Some(circle) = self.circles.get_mut(index) else {
-                    return;
-                };
-                for envelope in accepted.drain(..) {
-                    if let Some(key) = circle.keys.get(&envelope.header.epoch)
-                        && let Ok(plaintext) = envelope.open_verified(key)
-                        && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
-                    {
-                        changes.push((envelope.header.author.to_string(), change));
-                    }
-                    let stop = stop.clone();
-                    self.writer.append(
-                        envelope,
-                        Box::new(move |result| {
-                            if let Err(e) = result {
-                                tracing::error!(error = %e, "storing a received envelope failed; stopping");
-                                let _ = stop.send(Some(crate::Stopped::Shutdown));
-                            }
-                        }),
-                    );
-                }
-            }
-            let Some(circle) = self.circles.get_mut(index) else {
-                return;
-            };
-            // Comparing the feed before and after costs two copies of it per batch: only
-            // worth it when someone watches.
-            let watched = self.events.receiver_count() > 0;
-            let before: HashMap<String, ItemView> = if watched {
-                circle
-                    .doc
-                    .items()
-                    .into_iter()
-                    .map(|i| (i.id.clone(), i))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
-            let roster_before = circle.doc.members();
-            let rejected_before = circle.doc.rejected_count();
-            if let Err(e) = circle.doc.apply_signed(&changes) {
-                tracing::warn!(error = %e, "some received changes were refused");
-            }
-            for rejection in circle.doc.rejections_since(rejected_before) {
-                tracing::warn!(
-                    writer = %rejection.writer,
-                    reason = %rejection.reason,
-                    "a member's change breaks the circle's rules; refused"
+            for envelope in &accepted {
+                let stop = self.stop.clone();
+                self.writer.append(
+                    envelope.clone(),
+                    Box::new(move |result| {
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "storing a received envelope failed; stopping");
+                            let _ = stop.send(Some(crate::Stopped::Shutdown));
+                        }
+                    }),
                 );
             }
-            let after = if watched {
-                circle.doc.items()
-            } else {
-                Vec::new()
-            };
-            for item in after {
-                if before.get(&item.id) != Some(&item)
-                    && let Some(info) = views::item(circle.id, &circle.doc, &item.id, now_ms())
-                {
-                    let _ = self.events.send(ItemEvent {
-                        circle: circle.id,
-                        item: info,
-                    });
-                }
-            }
-            self.attend(index);
-            let Some(circle) = self.circles.get_mut(index) else {
-                return;
-            };
-            let roster_changed = circle.doc.members() != roster_before;
+            let roster_changed = self.open_and_apply(index, std::mem::take(&mut accepted));
             if roster_changed {
                 self.refresh_allowed();
                 self.refresh_join_window();
@@ -685,6 +660,155 @@ impl Node {
             }
         }
         self.settle_joins(false);
+    }
+
+    /// Opens and applies `envelopes` (stored already) in circle `index`, then looks after
+    /// the circle's keys: newly learned keys open envelopes that waited for them, and
+    /// shares or a rotation are written. Returns whether the roster changed.
+    fn open_and_apply(&mut self, index: usize, mut envelopes: Vec<Envelope>) -> bool {
+        let mut roster_changed = false;
+        while !envelopes.is_empty() {
+            let Some(circle) = self.circles.get_mut(index) else {
+                return roster_changed;
+            };
+            let mut changes = Vec::with_capacity(envelopes.len());
+            for envelope in envelopes.drain(..) {
+                let Some(key) = circle.keys.get(envelope.header.epoch) else {
+                    if circle.locked.len() < MAX_LOCKED {
+                        circle.locked.push(envelope);
+                    }
+                    continue;
+                };
+                if let Ok(plaintext) = envelope.open_verified(key)
+                    && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
+                {
+                    changes.push((envelope.header.author.to_string(), change));
+                }
+            }
+            if !changes.is_empty() {
+                roster_changed |= self.apply_received(index, &changes);
+            }
+            let learned = self.key_upkeep(index, false);
+            let Some(circle) = self.circles.get_mut(index) else {
+                return roster_changed;
+            };
+            if learned && !circle.locked.is_empty() {
+                let held = circle.keys.held();
+                let (open, still): (Vec<Envelope>, Vec<Envelope>) = circle
+                    .locked
+                    .drain(..)
+                    .partition(|e| held.contains(&e.header.epoch));
+                circle.locked = still;
+                envelopes = open;
+            }
+        }
+        roster_changed
+    }
+
+    /// Applies received changes to circle `index` and tells watchers and the member what
+    /// changed. Returns whether the roster changed.
+    fn apply_received(&mut self, index: usize, changes: &[(String, Vec<u8>)]) -> bool {
+        let Some(circle) = self.circles.get_mut(index) else {
+            return false;
+        };
+        // Comparing the feed before and after costs two copies of it per batch: only
+        // worth it when someone watches.
+        let watched = self.events.receiver_count() > 0;
+        let before: HashMap<String, ItemView> = if watched {
+            circle
+                .doc
+                .items()
+                .into_iter()
+                .map(|i| (i.id.clone(), i))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let roster_before = circle.doc.members();
+        let rejected_before = circle.doc.rejected_count();
+        if let Err(e) = circle.doc.apply_signed(changes) {
+            tracing::warn!(error = %e, "some received changes were refused");
+        }
+        for rejection in circle.doc.rejections_since(rejected_before) {
+            tracing::warn!(
+                writer = %rejection.writer,
+                reason = %rejection.reason,
+                "a member's change breaks the circle's rules; refused"
+            );
+        }
+        let after = if watched {
+            circle.doc.items()
+        } else {
+            Vec::new()
+        };
+        for item in after {
+            if before.get(&item.id) != Some(&item)
+                && let Some(info) = views::item(circle.id, &circle.doc, &item.id, now_ms())
+            {
+                let _ = self.events.send(ItemEvent {
+                    circle: circle.id,
+                    item: info,
+                });
+            }
+        }
+        let roster_changed = circle.doc.members() != roster_before;
+        if roster_changed && circle.doc.is_removed(circle.doc.me()) {
+            tracing::warn!("a steward removed this member from a circle");
+        }
+        self.attend(index);
+        roster_changed
+    }
+
+    /// Looks after circle `index`'s keys ([`EpochKeys::upkeep`]): keys learned are stored
+    /// before anything is sealed with them, and shares or a rotation go out as this
+    /// member's envelopes. `scheduled`: also rotate when the newest key is old. Returns
+    /// whether keys were learned.
+    pub(crate) fn key_upkeep(&mut self, index: usize, scheduled: bool) -> bool {
+        let period = rotation_period_ms();
+        let Some(circle) = self.circles.get_mut(index) else {
+            return false;
+        };
+        let done = circle.keys.upkeep(
+            &self.identity,
+            &mut circle.doc,
+            now_ms(),
+            period,
+            scheduled,
+            &mut rand::rng(),
+        );
+        let upkeep = match done {
+            Ok(upkeep) => upkeep,
+            Err(e) => {
+                tracing::warn!(error = %e, "the circle's keys could not be looked after");
+                return false;
+            }
+        };
+        if !upkeep.learned.is_empty() {
+            let record = CircleRecord {
+                id: circle.id,
+                epoch_keys: circle.keys.records(),
+            };
+            if let Err(e) = tokio::task::block_in_place(|| self.store.put_circle(&record)) {
+                tracing::error!(error = %e, "storing the circle's keys failed; stopping");
+                let _ = self.stop.send(Some(crate::Stopped::Shutdown));
+                return false;
+            }
+            tracing::info!(keys = upkeep.learned.len(), "new circle key epochs");
+        }
+        for change in upkeep.changes {
+            match change.what {
+                KeyChangeKind::Rotation(why) => {
+                    tracing::info!(why = ?why, "rotated the circle key");
+                }
+                KeyChangeKind::Share => tracing::info!("wrapped a circle key for members"),
+            }
+            let answer = Reply::Done { id: String::new() };
+            match self.seal_outcome_with(index, change.seal_with, &change.change, answer, None) {
+                Ok(outcome) => self.submit(outcome, None),
+                Err(Refusal(_, message)) => tracing::warn!(%message, "a key change was not sealed"),
+            }
+        }
+        !upkeep.learned.is_empty()
     }
 
     /// Asks for [`Node::publish_addresses`] once the current request is submitted.
@@ -782,6 +906,7 @@ impl Node {
                 .doc
                 .create_invite(&encode_id(&code.id()), verifier, expires_ms, uses, now)?;
         let answer = Reply::Invite {
+            id: encode_id(&code.id()),
             code: code.encode(),
             circle: circle_id.to_string(),
             expires_at: views::rfc3339(expires_ms),
@@ -1025,13 +1150,11 @@ impl Node {
             Err(e) => return fail(reply, e.to_string()),
         };
         doc.set_keyring(CircleKeyring::shared(&self.identity, circle_id));
-        let keys: BTreeMap<u32, EpochKey> = record.epoch_keys.into_iter().collect();
-        let epoch = keys.keys().next_back().copied().unwrap_or(0);
         self.circles.push(CircleState {
             id: circle_id,
             doc,
-            epoch,
-            keys,
+            keys: EpochKeys::new(circle_id, record.epoch_keys),
+            locked: Vec::new(),
             own_head: None,
         });
         self.net.sync.join(circle_id);
@@ -1143,16 +1266,20 @@ impl Node {
         if !JoinSignature(signature).verify(&invite.verifier, &circle_id, &peer, &my_peer) {
             return Err("the invite proof does not verify".into());
         }
-        let keys = self.wrap_keys_for(index, &joiner)?;
         let joiner_id = joiner.to_string();
+        if circle.doc.is_removed(&joiner_id) {
+            return Err(CoreError::Removed(joiner_id).to_string());
+        }
+        let keys = self.wrap_keys_for(index, &joiner)?;
         if circle.doc.members().iter().any(|m| m.id == joiner_id) {
             return Ok(Admission::Already(keys, circle_id));
         }
+        let handed: Vec<u32> = keys.iter().map(|k| k.epoch).collect();
         let now = now_ms();
         let circle = self.circles.get_mut(index).ok_or("unknown circle")?;
         let change = circle
             .doc
-            .admit(&joiner_id, &request.name, &request.invite, now)
+            .admit(&joiner_id, &request.name, &request.invite, &handed, now)
             .map_err(|e: CoreError| e.to_string())?;
         let outcome = self
             .seal_outcome(index, &change, Reply::Done { id: String::new() }, None)
@@ -1164,18 +1291,18 @@ impl Node {
     fn wrap_keys_for(&self, index: usize, joiner: &MemberId) -> Result<Vec<WrappedEpoch>, String> {
         let circle = self.circles.get(index).ok_or("unknown circle")?;
         let mut keys = Vec::new();
-        for (epoch, key) in &circle.keys {
+        for (epoch, key) in circle.keys.records() {
             let wrapped = wrap_epoch_key(
                 &self.identity,
                 joiner,
                 &circle.id,
-                *epoch,
-                key,
+                epoch,
+                &key,
                 &mut rand::rng(),
             )
             .map_err(|e| e.to_string())?;
             keys.push(WrappedEpoch {
-                epoch: *epoch,
+                epoch,
                 key: encode_id(&wrapped.encode()),
             });
         }

@@ -7,7 +7,7 @@
 //! clients share one fsync.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -25,6 +25,7 @@ use kith_sync::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::attention::{self, Digest};
+use crate::epochs::EpochKeys;
 use crate::keyring::CircleKeyring;
 use crate::notify::{self, NoticeKind, Notifications, NotifySettings};
 use crate::{
@@ -55,9 +56,11 @@ pub(crate) struct ItemEvent {
 pub(crate) struct CircleState {
     pub id: CircleId,
     pub doc: Circle,
-    /// The epoch new envelopes use: the newest key this node holds.
-    pub epoch: u32,
-    pub keys: BTreeMap<u32, EpochKey>,
+    /// The circle key's epochs this member holds.
+    pub keys: EpochKeys,
+    /// Received envelopes sealed with an epoch key this member does not hold yet; opened
+    /// when the key arrives (a rotation's wraps may come after what was sealed with it).
+    pub locked: Vec<Envelope>,
     /// This member's last envelope in the circle: `(seq, hash)`.
     pub own_head: Option<(u64, Hash)>,
 }
@@ -125,8 +128,7 @@ impl Node {
                 // Created but its genesis never became durable: nothing was acknowledged.
                 continue;
             }
-            let keys: BTreeMap<u32, EpochKey> = record.epoch_keys.into_iter().collect();
-            let mut changes = Vec::with_capacity(envelopes.len());
+            let mut keys = EpochKeys::new(record.id, record.epoch_keys);
             let mut own_head = None;
             let sync = net.sync.join(record.id);
             for envelope in &envelopes {
@@ -135,44 +137,67 @@ impl Node {
                 if envelope.header.author == member_id {
                     own_head = Some((envelope.header.seq, envelope.hash()));
                 }
-                let Some(key) = keys.get(&envelope.header.epoch) else {
-                    tracing::warn!(
-                        epoch = envelope.header.epoch,
-                        "no key for a stored envelope; skipped"
-                    );
-                    continue;
-                };
-                // Every stored envelope was verified before it was stored, and the store's
-                // rows are authenticated under this device's key: no second check.
-                let plaintext = envelope
-                    .open_verified(key)
-                    .map_err(|e| DaemonError::Load(e.to_string()))?;
-                match Payload::decode(&plaintext) {
-                    Ok(Payload::Change(change)) => {
-                        changes.push((envelope.header.author.to_string(), change));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "undecodable payload skipped"),
-                }
             }
             // Envelopes are stored before their changes are checked, so the store can hold
             // changes the rules refuse: they are refused again here, and the rest loads.
             let mut doc = Circle::load(&member_id.to_string(), &[])
                 .map_err(|e| DaemonError::Load(e.to_string()))?;
             doc.set_keyring(CircleKeyring::shared(&identity, record.id));
-            if doc.apply_signed(&changes).is_err() {
-                tracing::warn!(
-                    refused = doc.rejected_count(),
-                    "stored changes that break the circle's rules were refused again"
+            // Keys arrive inside the circle (a rotation's wraps): open what the keys held
+            // allow, learn the keys that reveals, and go on until nothing more opens.
+            let mut locked = envelopes;
+            let before = keys.len();
+            loop {
+                let (open, still): (Vec<Envelope>, Vec<Envelope>) = locked
+                    .into_iter()
+                    .partition(|e| keys.get(e.header.epoch).is_some());
+                locked = still;
+                if open.is_empty() {
+                    break;
+                }
+                let mut changes = Vec::with_capacity(open.len());
+                for envelope in &open {
+                    let Some(key) = keys.get(envelope.header.epoch) else {
+                        continue;
+                    };
+                    // Every stored envelope was verified before it was stored, and the
+                    // store's rows are authenticated under this device's key.
+                    let plaintext = envelope
+                        .open_verified(key)
+                        .map_err(|e| DaemonError::Load(e.to_string()))?;
+                    match Payload::decode(&plaintext) {
+                        Ok(Payload::Change(change)) => {
+                            changes.push((envelope.header.author.to_string(), change));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "undecodable payload skipped"),
+                    }
+                }
+                if doc.apply_signed(&changes).is_err() {
+                    tracing::warn!(
+                        refused = doc.rejected_count(),
+                        "stored changes that break the circle's rules were refused again"
+                    );
+                }
+                let plan = doc.key_plan(&keys.held(), now_ms(), crate::epochs::ROTATION_PERIOD_MS);
+                keys.learn(&identity, &plan);
+            }
+            if keys.len() != before {
+                store.put_circle(&CircleRecord {
+                    id: record.id,
+                    epoch_keys: keys.records(),
+                })?;
+            }
+            if !locked.is_empty() {
+                tracing::info!(
+                    waiting = locked.len(),
+                    "envelopes sealed with a key this member does not hold"
                 );
             }
-            let epoch = keys.keys().next_back().copied().unwrap_or(0);
-            // Served from the store from now on (Store::envelope), not held here.
-            drop(envelopes);
             circles.push(CircleState {
                 id: record.id,
                 doc,
-                epoch,
                 keys,
+                locked,
                 own_head,
             });
         }
@@ -587,6 +612,21 @@ impl Node {
                 ErrorKind::Internal,
                 "join is answered elsewhere".into(),
             )),
+            Request::Remove {
+                circle,
+                member,
+                dry_run,
+            } => self.remove(circle.as_deref(), &member, dry_run),
+            Request::Approve { circle, id } => self.approve(circle.as_deref(), &id),
+            Request::Pending { circle } => self.pending(circle.as_deref()),
+            Request::Policy { circle, approvals } => self.policy(circle.as_deref(), approvals),
+            Request::SetRole {
+                circle,
+                member,
+                role,
+            } => self.set_role(circle.as_deref(), &member, &role),
+            Request::Invites { circle } => self.invites(circle.as_deref()),
+            Request::RevokeInvite { circle, id } => self.revoke_invite(circle.as_deref(), &id),
         }
     }
 
@@ -620,12 +660,11 @@ impl Node {
             epoch_keys: vec![(0, EpochKey::generate(&mut rng))],
         };
         tokio::task::block_in_place(|| self.store.put_circle(&record)).map_err(internal)?;
-        let keys = record.epoch_keys.into_iter().collect();
         self.circles.push(CircleState {
             id,
             doc,
-            epoch: 0,
-            keys,
+            keys: EpochKeys::new(id, record.epoch_keys),
+            locked: Vec::new(),
             own_head: None,
         });
         self.net.sync.join(id);
@@ -677,9 +716,33 @@ impl Node {
         event: Option<ItemEvent>,
     ) -> Result<Outcome, Refusal> {
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
+        let epoch = circle
+            .keys
+            .write_epoch(&self.identity, &circle.doc, now_ms())
+            .ok_or_else(|| {
+                Refusal(
+                    ErrorKind::Internal,
+                    "the circle's key is being renewed; try again in a moment".into(),
+                )
+            })?;
+        self.seal_outcome_with(index, epoch, change, answer, event)
+    }
+
+    /// [`Node::seal_outcome`] with the epoch given: a removal is sealed with the key from
+    /// before it, which the remaining members hold; changes about keys with a key their
+    /// readers hold.
+    pub(crate) fn seal_outcome_with(
+        &mut self,
+        index: usize,
+        epoch: u32,
+        change: &[u8],
+        answer: Reply,
+        event: Option<ItemEvent>,
+    ) -> Result<Outcome, Refusal> {
+        let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
         let key = circle
             .keys
-            .get(&circle.epoch)
+            .get(epoch)
             .ok_or_else(|| Refusal(ErrorKind::Internal, "no key for the circle's epoch".into()))?;
         let (seq, prev) = match circle.own_head {
             Some((seq, hash)) => (seq + 1, hash),
@@ -692,7 +755,7 @@ impl Node {
             circle.id,
             seq,
             prev,
-            circle.epoch,
+            epoch,
             &payload,
             &mut rand::rng(),
         )
@@ -762,7 +825,7 @@ impl Node {
         }
     }
 
-    fn circle(&self, selector: Option<&str>) -> Result<&CircleState, Refusal> {
+    pub(crate) fn circle(&self, selector: Option<&str>) -> Result<&CircleState, Refusal> {
         self.circle_at(self.circle_index(selector)?)
     }
 
@@ -931,10 +994,17 @@ impl Outcome {
 }
 
 fn circle_info(c: &CircleState) -> CircleInfo {
+    let plan = c
+        .doc
+        .key_plan(&c.keys.held(), now_ms(), crate::epochs::ROTATION_PERIOD_MS);
     CircleInfo {
         id: c.id.to_string(),
         name: c.doc.name(),
         members: c.doc.members().len(),
+        removed: c.doc.is_removed(c.doc.me()),
+        epoch: plan.write_epoch.unwrap_or(0),
+        epochs_held: c.keys.len(),
+        policy: c.doc.policy(),
         items: c.doc.item_count(),
         rejected_changes: c.doc.rejected_count(),
         recent_rejections: c

@@ -148,6 +148,41 @@ pub enum Request {
     /// The key file is already destroyed by the caller; the daemon stops at once without
     /// writing anything more and removes what is left.
     Wipe,
+    /// Removes a member and rotates the circle key (or adds this steward's approval when
+    /// the circle's policy asks for several). `dry_run`: only say what they keep and lose.
+    Remove {
+        circle: Option<String>,
+        member: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    /// Approves a pending removal, policy change or invite.
+    Approve {
+        circle: Option<String>,
+        id: String,
+    },
+    /// Roster changes waiting for approvals, and invites waiting for them.
+    Pending {
+        circle: Option<String>,
+    },
+    /// How many stewards must approve adding or removing a member.
+    Policy {
+        circle: Option<String>,
+        approvals: u32,
+    },
+    /// A steward sets a member's role ("steward" or "member").
+    SetRole {
+        circle: Option<String>,
+        member: String,
+        role: String,
+    },
+    Invites {
+        circle: Option<String>,
+    },
+    RevokeInvite {
+        circle: Option<String>,
+        id: String,
+    },
 }
 
 /// Which items `feed` shows; every filter set must hold.
@@ -206,6 +241,9 @@ pub enum Reply {
     /// A new invite code.
     Invite {
         code: String,
+        /// The invite's id, as `kith invite list` shows it.
+        #[serde(default)]
+        id: String,
         circle: String,
         /// RFC 3339.
         expires_at: String,
@@ -216,6 +254,24 @@ pub enum Reply {
         circle: String,
     },
     Wiping,
+    /// What `remove` did: `removed`, or `pending` with the proposal and how many more
+    /// approvals it needs.
+    Removal {
+        member: String,
+        outcome: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proposal: Option<String>,
+        #[serde(default)]
+        missing: u32,
+    },
+    Exposure(Box<ExposureInfo>),
+    Pending {
+        policy: u32,
+        pending: Vec<PendingInfo>,
+    },
+    Invites {
+        invites: Vec<InviteInfo>,
+    },
     /// Notification settings as they now are.
     Notify {
         detail: bool,
@@ -274,6 +330,17 @@ pub struct CircleInfo {
     pub name: String,
     /// How many members the roster holds.
     pub members: usize,
+    /// Whether a steward removed this node's member from the circle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+    /// The circle key's epoch this node writes with, and how many it holds.
+    #[serde(default)]
+    pub epoch: u32,
+    #[serde(default)]
+    pub epochs_held: usize,
+    /// How many stewards must approve adding or removing a member.
+    #[serde(default)]
+    pub policy: u32,
     pub items: usize,
     /// Received changes refused for breaking the circle's rules (a member writing what only
     /// another may), and the latest few with who wrote them and why.
@@ -281,6 +348,57 @@ pub struct CircleInfo {
     pub rejected_changes: u64,
     #[serde(default)]
     pub recent_rejections: Vec<RejectionInfo>,
+}
+
+/// What removing a member would leave them and take from them (`kith remove --dry-run`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposureInfo {
+    pub member: AuthorInfo,
+    pub role: String,
+    /// What they could read until now and keep: items (with replies) of the circle,
+    /// private items they are a reader of, and the key epochs they hold.
+    pub keeps_items: usize,
+    pub keeps_private_items: usize,
+    pub keeps_epochs: usize,
+    /// Their open claims, which stop counting, and their own items, which stay.
+    pub open_claims: usize,
+    pub own_items: usize,
+    /// Invites they made that stop admitting anyone (stewards only).
+    pub invites_voided: usize,
+    /// The approvals the removal needs under the circle's policy.
+    pub approvals_needed: u32,
+}
+
+/// A roster change or invite waiting for stewards' approvals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingInfo {
+    pub id: String,
+    /// "remove", "policy" or "invite".
+    pub action: String,
+    /// The member to remove (id), the new number of approvals, or the invite's id.
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+    pub proposer: AuthorInfo,
+    pub approvals: Vec<AuthorInfo>,
+    pub needed: u32,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// One invite, for `kith invite list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteInfo {
+    pub id: String,
+    pub creator: AuthorInfo,
+    /// RFC 3339.
+    pub created_at: String,
+    pub expires_at: String,
+    pub uses: u32,
+    pub used: u32,
+    /// "open", "used", "expired", "revoked" or "awaiting approval".
+    pub state: String,
+    pub approvals: usize,
 }
 
 /// One refused change: whose, and why (never content).

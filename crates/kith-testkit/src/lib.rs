@@ -369,6 +369,24 @@ impl Node {
         Ok(Watcher { child, lines: rx })
     }
 
+    /// A second node with a copy of this (stopped) node's home: the same identity, as an
+    /// attacker with a backup of it would have.
+    pub fn copy_home(&self, name: &str) -> Result<Node> {
+        if self.daemon.is_some() {
+            bail!("{}: stop the daemon before copying its home", self.name);
+        }
+        let copy = Node::uninitialised(name)?;
+        for (path, bytes) in self.home_files()? {
+            let relative = path.strip_prefix(self.home())?;
+            let target = copy.home().join(relative);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, bytes)?;
+        }
+        Ok(copy)
+    }
+
     /// Every file under the home, with its bytes.
     pub fn home_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>> {
         let mut files = Vec::new();

@@ -1,0 +1,907 @@
+//! Removing members, the circle key's epochs, and stewards' approvals.
+//!
+//! A removal is a marker on the member's roster entry, written by a steward in the same
+//! change as a new key epoch wrapped for everyone else: the removed member's later writes
+//! no longer count, and nothing written afterwards is sealed with a key they hold. The
+//! cryptography (making keys, wrapping and unwrapping them) is the caller's: this module
+//! only says what the document holds and what the local member should do about it
+//! ([`Circle::key_plan`]). `docs/document.md` ("Removal and key epochs") has the rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use automerge::{ActorId, ObjId, ReadDoc, Value, transaction::Transactable};
+use autosurgeon::bytes::ByteArray;
+use autosurgeon::{Hydrate, reconcile_prop};
+
+use crate::circle::{Circle, roster_touched};
+use crate::feed::{Touched, child_map};
+use crate::schema::{
+    APPROVALS, CUTOFF, DONE, EPOCHS, EpochDoc, INVITES, MEMBERS, POLICY, PROPOSALS, ProposalDoc,
+    REMOVED, WRAPS,
+};
+use crate::types::in_alphabet;
+use crate::{CoreError, MAX_EPOCHS, MemberView, Role, actor_for_member};
+
+/// Length of a wrapped epoch key (kith-crypto's `WRAPPED_KEY_LEN`).
+pub const WRAPPED_LEN: usize = 81;
+/// The most stewards' approvals a policy may ask for.
+pub const MAX_APPROVALS: u32 = 50;
+
+/// One epoch of the circle key as the document holds it (epoch 0, made with the circle,
+/// is not in the document and not listed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochView {
+    pub id: u32,
+    pub generation: u64,
+    pub commitment: [u8; 32],
+    /// The member who made it.
+    pub creator: String,
+    pub created_at: i64,
+    pub wraps: Vec<WrapView>,
+}
+
+/// The epoch key wrapped for `recipient` by `sender` (the member who wrote it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrapView {
+    pub recipient: String,
+    pub sender: String,
+    pub wrapped: Vec<u8>,
+}
+
+/// A new epoch, made by the caller: a fresh id (not 0, not in use), the next generation,
+/// the key's commitment and the key wrapped for each recipient.
+#[derive(Clone, Debug)]
+pub struct NewEpoch {
+    pub id: u32,
+    pub generation: u64,
+    pub commitment: [u8; 32],
+    pub wraps: Vec<(String, Vec<u8>)>,
+}
+
+/// Why the local member should make a new epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Every epoch key it holds is also held by someone since removed.
+    NoCleanKey,
+    /// The newest epoch is older than the rotation period.
+    Scheduled,
+}
+
+/// What the local member should do about the circle's keys, given the epochs it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyPlan {
+    /// The epoch to seal new envelopes with: the newest one it holds that no removed
+    /// member holds. `None`: it holds none, and must rotate before writing.
+    pub write_epoch: Option<u32>,
+    /// Wraps addressed to it for epochs it does not hold yet: (epoch, sender, wrapped key,
+    /// commitment).
+    pub to_open: Vec<(u32, String, Vec<u8>, [u8; 32])>,
+    /// Epochs it holds and should wrap for current members who lack them.
+    pub to_share: Vec<(u32, Vec<String>)>,
+    pub rotate: Option<Rotation>,
+    /// Who a new epoch is for: every current member.
+    pub recipients: Vec<String>,
+    /// The generation a new epoch takes.
+    pub next_generation: u64,
+    /// Epoch ids in use (a new one must differ).
+    pub used_ids: BTreeSet<u32>,
+    /// Who holds each epoch, as far as the document tells.
+    pub holders: BTreeMap<u32, BTreeSet<String>>,
+    /// Every epoch id, oldest first (by generation, then id).
+    pub order: Vec<u32>,
+}
+
+impl KeyPlan {
+    /// The newest epoch in `held` that every one of `readers` holds: what a change about
+    /// keys (a rotation, a share) is sealed with, so that its readers can open it even
+    /// when they lack the newest key.
+    pub fn common_epoch(&self, held: &BTreeSet<u32>, readers: &[String]) -> Option<u32> {
+        self.order.iter().rev().copied().find(|epoch| {
+            held.contains(epoch)
+                && readers.iter().all(|r| {
+                    self.holders
+                        .get(epoch)
+                        .is_some_and(|h| h.contains(r.as_str()))
+                })
+        })
+    }
+}
+
+/// A roster change waiting for stewards' approvals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposalView {
+    pub id: String,
+    pub action: ProposalAction,
+    pub proposer: String,
+    pub created_at: i64,
+    /// Stewards who approved (current stewards only), the proposer first.
+    pub approvals: Vec<String>,
+    /// Whether it has been carried out (the member removed, the policy set).
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposalAction {
+    Remove(String),
+    Policy(u32),
+}
+
+impl ProposalAction {
+    fn parts(&self) -> (&'static str, String) {
+        match self {
+            ProposalAction::Remove(member) => ("remove", member.clone()),
+            ProposalAction::Policy(k) => ("policy", k.to_string()),
+        }
+    }
+
+    pub(crate) fn parse(action: &str, target: &str) -> Option<ProposalAction> {
+        match action {
+            "remove" => actor_for_member(target)
+                .ok()
+                .map(|_| ProposalAction::Remove(target.to_string())),
+            "policy" => target
+                .parse::<u32>()
+                .ok()
+                .filter(|k| (1..=MAX_APPROVALS).contains(k))
+                .map(ProposalAction::Policy),
+            _ => None,
+        }
+    }
+}
+
+/// What `kith remove` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    /// The member is removed; the change carries the new epoch.
+    Removed(Vec<u8>),
+    /// The removal waits for more approvals: the proposal, and how many more it needs.
+    Pending {
+        change: Vec<u8>,
+        proposal: String,
+        missing: u32,
+    },
+}
+
+fn doc_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Document(e.to_string())
+}
+
+/// An epoch id as the document spells it: decimal, 1 ..= u32::MAX, no leading zero.
+pub(crate) fn parse_epoch_id(key: &str) -> Option<u32> {
+    if key.starts_with('0') || key.len() > 10 {
+        return None;
+    }
+    key.parse::<u32>().ok().filter(|id| *id != 0)
+}
+
+/// A proposal id: like an item id, 10 characters of the id alphabet.
+pub(crate) fn is_proposal_id(key: &str) -> bool {
+    key.len() == 10 && key.chars().all(in_alphabet)
+}
+
+fn scalar_u64(value: &Value<'_>) -> Option<u64> {
+    match value {
+        Value::Scalar(s) => match s.as_ref() {
+            automerge::ScalarValue::Uint(u) => Some(*u),
+            automerge::ScalarValue::Int(i) => u64::try_from(*i).ok(),
+            _ => None,
+        },
+        Value::Object(_) => None,
+    }
+}
+
+impl Circle {
+    /// Members a steward removed, oldest first.
+    pub fn former_members(&self) -> Vec<MemberView> {
+        self.feed.former().to_vec()
+    }
+
+    /// Whether `member` was removed from the circle.
+    pub fn is_removed(&self, member: &str) -> bool {
+        self.feed.former().iter().any(|m| m.id == member)
+    }
+
+    /// How many stewards must approve adding or removing a member (1: any steward alone).
+    pub fn policy(&self) -> u32 {
+        match self.doc.get(&automerge::ROOT, POLICY) {
+            Ok(Some((value, _))) => scalar_u64(&value)
+                .and_then(|k| u32::try_from(k).ok())
+                .filter(|k| (1..=MAX_APPROVALS).contains(k))
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
+
+    /// The epochs the document holds, by id. Epochs a removed member made after their
+    /// cutoff, and wraps they wrote after it, are left out; so are malformed ones.
+    pub fn epochs(&self) -> Vec<EpochView> {
+        let Some(map) = self.root_map(EPOCHS) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in self.doc.map_range(&map, ..).take(MAX_EPOCHS) {
+            let Some(id) = parse_epoch_id(&entry.key) else {
+                continue;
+            };
+            let obj = entry.id();
+            let Some(creator) = self.counted_writer(&obj) else {
+                continue;
+            };
+            let Ok(doc) = EpochDoc::hydrate_map(&self.doc, &obj) else {
+                continue;
+            };
+            let mut wraps = Vec::new();
+            if let Some(wrap_map) = child_map(&self.doc, &obj, WRAPS) {
+                for wrap in self.doc.map_range(&wrap_map, ..) {
+                    if actor_for_member(&wrap.key).is_err() {
+                        continue;
+                    }
+                    // Every value written for this recipient, each with its writer.
+                    for (value, op) in self
+                        .doc
+                        .get_all(&wrap_map, wrap.key.as_ref())
+                        .unwrap_or_default()
+                    {
+                        let Value::Scalar(s) = value else { continue };
+                        let automerge::ScalarValue::Bytes(bytes) = s.as_ref() else {
+                            continue;
+                        };
+                        if bytes.len() != WRAPPED_LEN {
+                            continue;
+                        }
+                        let Some(sender) = self.counted_writer(&op) else {
+                            continue;
+                        };
+                        wraps.push(WrapView {
+                            recipient: wrap.key.to_string(),
+                            sender,
+                            wrapped: bytes.clone(),
+                        });
+                    }
+                }
+            }
+            out.push(EpochView {
+                id,
+                generation: doc.generation,
+                commitment: doc.commitment.into(),
+                creator,
+                created_at: doc.created_at,
+                wraps,
+            });
+        }
+        out
+    }
+
+    /// The member whose op made `obj`, if that op counts (a removed member's ops count up
+    /// to their cutoff only).
+    fn counted_writer(&self, obj: &ObjId) -> Option<String> {
+        let ObjId::Id(counter, actor, _) = obj else {
+            return None;
+        };
+        let member = self
+            .feed
+            .members()
+            .iter()
+            .chain(self.feed.former())
+            .find(|m| actor_for_member(&m.id).is_ok_and(|a| a.as_slice() == actor.to_bytes()))?;
+        match member.removed {
+            Some(removal) if *counter > removal.cutoff => None,
+            _ => Some(member.id.clone()),
+        }
+    }
+
+    /// Who holds each epoch's key, as far as the document tells: its maker, everyone it
+    /// was wrapped for, and everyone an admitter handed it to at their join. Epoch 0 (made
+    /// with the circle) is held by the founder and every member admitted with it.
+    fn holders(&self, epochs: &[EpochView]) -> BTreeMap<u32, BTreeSet<String>> {
+        let everyone: Vec<&MemberView> = self
+            .feed
+            .members()
+            .iter()
+            .chain(self.feed.former())
+            .collect();
+        let mut holders: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+        for member in &everyone {
+            match &member.handed {
+                None => {
+                    holders.entry(0).or_default().insert(member.id.clone());
+                }
+                Some(handed) => {
+                    for epoch in handed {
+                        holders.entry(*epoch).or_default().insert(member.id.clone());
+                    }
+                }
+            }
+        }
+        for epoch in epochs {
+            let set = holders.entry(epoch.id).or_default();
+            set.insert(epoch.creator.clone());
+            for wrap in &epoch.wraps {
+                set.insert(wrap.recipient.clone());
+            }
+        }
+        holders
+    }
+
+    /// What the local member should do about the circle's keys, holding the epochs in
+    /// `held`, at `now`, with epochs meant to last `period_ms`.
+    ///
+    /// - It writes with the newest epoch (by generation, then id) that it holds and that no
+    ///   removed member holds.
+    /// - It opens wraps addressed to it.
+    /// - It wraps epochs it holds for current members who lack them, when it made the
+    ///   epoch or is a steward (so that a member admitted while someone rotated can read
+    ///   what is written with the new key).
+    /// - It rotates when it holds no clean key, or when the newest clean epoch is older
+    ///   than the period (a day later for members who are not stewards, so that stewards
+    ///   usually do it and members only stand in).
+    pub fn key_plan(&self, held: &BTreeSet<u32>, now: i64, period_ms: i64) -> KeyPlan {
+        let epochs = self.epochs();
+        let holders = self.holders(&epochs);
+        let removed: BTreeSet<&str> = self.feed.former().iter().map(|m| m.id.as_str()).collect();
+        let clean = |id: u32| {
+            holders
+                .get(&id)
+                .is_none_or(|h| h.iter().all(|m| !removed.contains(m.as_str())))
+        };
+        let founded_at = self
+            .feed
+            .members()
+            .iter()
+            .chain(self.feed.former())
+            .map(|m| m.joined_at)
+            .min()
+            .unwrap_or(now);
+        // (generation, id, created_at) of every epoch, epoch 0 included.
+        let mut all: Vec<(u64, u32, i64)> = vec![(0, 0, founded_at)];
+        all.extend(epochs.iter().map(|e| (e.generation, e.id, e.created_at)));
+        let write_epoch = all
+            .iter()
+            .filter(|(_, id, _)| held.contains(id) && clean(*id))
+            .max_by_key(|(g, id, _)| (*g, *id))
+            .map(|(_, id, _)| *id);
+        let me = self.me.as_str();
+        let member = self.feed.members().iter().find(|m| m.id == me);
+        let steward = member.is_some_and(|m| m.role == Role::Steward);
+        let mut order: Vec<(u64, u32)> = all.iter().map(|(g, id, _)| (*g, *id)).collect();
+        order.sort();
+        let mut plan = KeyPlan {
+            write_epoch,
+            order: order.into_iter().map(|(_, id)| id).collect(),
+            next_generation: all.iter().map(|(g, _, _)| *g).max().unwrap_or(0) + 1,
+            used_ids: all.iter().map(|(_, id, _)| *id).collect(),
+            recipients: self.feed.members().iter().map(|m| m.id.clone()).collect(),
+            ..KeyPlan::default()
+        };
+        for epoch in &epochs {
+            if held.contains(&epoch.id) {
+                continue;
+            }
+            for wrap in epoch.wraps.iter().filter(|w| w.recipient == me) {
+                plan.to_open.push((
+                    epoch.id,
+                    wrap.sender.clone(),
+                    wrap.wrapped.clone(),
+                    epoch.commitment,
+                ));
+            }
+        }
+        if member.is_none() {
+            // Not (or no longer) a member: nothing to share or rotate.
+            plan.holders = holders;
+            return plan;
+        }
+        for epoch in &epochs {
+            if !held.contains(&epoch.id) || !(steward || epoch.creator == me) {
+                continue;
+            }
+            let has = holders.get(&epoch.id);
+            let missing: Vec<String> = self
+                .feed
+                .members()
+                .iter()
+                .filter(|m| m.id != me && !has.is_some_and(|h| h.contains(&m.id)))
+                .map(|m| m.id.clone())
+                .collect();
+            if !missing.is_empty() {
+                plan.to_share.push((epoch.id, missing));
+            }
+        }
+        if write_epoch.is_none() {
+            plan.rotate = Some(Rotation::NoCleanKey);
+        } else {
+            let newest_clean = all
+                .iter()
+                .filter(|(_, id, _)| clean(*id))
+                .map(|(_, _, at)| *at)
+                .max()
+                .unwrap_or(founded_at);
+            let grace = if steward { 0 } else { 24 * 3600 * 1000 };
+            if now.saturating_sub(newest_clean) > period_ms.saturating_add(grace) {
+                plan.rotate = Some(Rotation::Scheduled);
+            }
+        }
+        plan.holders = holders;
+        plan
+    }
+
+    /// Writes a new epoch (a rotation). Any current member may; every wrap must be for a
+    /// current member.
+    pub fn rotate(&mut self, epoch: &NewEpoch, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.require_current()?;
+        let epochs = self.epochs_container()?;
+        self.check_new_epoch(epoch, None)?;
+        self.write(Touched::Keys(Vec::new()), |doc| {
+            put_epoch(doc, &epochs, epoch, now)
+        })
+    }
+
+    /// Wraps epoch `epoch` (which the local member holds) for members who lack it.
+    pub fn share_epoch(
+        &mut self,
+        epoch: u32,
+        wraps: &[(String, Vec<u8>)],
+    ) -> Result<Vec<u8>, CoreError> {
+        self.require_current()?;
+        let map = self.epochs_container()?;
+        let obj =
+            child_map(&self.doc, &map, &epoch.to_string()).ok_or_else(|| CoreError::Invalid {
+                what: "epoch",
+                why: format!("no epoch {epoch} in the circle"),
+            })?;
+        let wrap_map = child_map(&self.doc, &obj, WRAPS).ok_or_else(|| CoreError::Invalid {
+            what: "epoch",
+            why: format!("epoch {epoch} has no wraps"),
+        })?;
+        for (recipient, wrapped) in wraps {
+            self.check_recipient(recipient, wrapped)?;
+            if matches!(self.doc.get(&wrap_map, recipient.as_str()), Ok(Some(_))) {
+                return Err(CoreError::Invalid {
+                    what: "epoch",
+                    why: format!("epoch {epoch} is already wrapped for {recipient}"),
+                });
+            }
+        }
+        if wraps.is_empty() {
+            return Err(CoreError::Invalid {
+                what: "epoch",
+                why: "nothing to share".into(),
+            });
+        }
+        self.write(Touched::Keys(Vec::new()), |doc| {
+            for (recipient, wrapped) in wraps {
+                doc.put(&wrap_map, recipient.as_str(), wrapped.clone())
+                    .map_err(doc_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A steward removes `member`. Under a policy of one approval the removal is written
+    /// at once, with `epoch` (wrapped for everyone but `member`); otherwise the steward's
+    /// approval is added to the removal's proposal (made if there is none), and the
+    /// removal is written with the approval that completes it.
+    pub fn remove_member(
+        &mut self,
+        member: &str,
+        epoch: &NewEpoch,
+        proposal_id: &str,
+        now: i64,
+    ) -> Result<RemoveOutcome, CoreError> {
+        self.check_removal(member)?;
+        let action = ProposalAction::Remove(member.to_string());
+        let needed = self.policy();
+        let existing = self
+            .proposals()
+            .into_iter()
+            .find(|p| p.action == action && !p.done);
+        let approvals = existing.as_ref().map_or(0, |p| {
+            p.approvals.iter().filter(|a| **a != self.me).count() as u32
+        });
+        if approvals + 1 < needed {
+            let (change, proposal) =
+                self.approve_or_propose(&action, existing, proposal_id, now)?;
+            let missing = needed - approvals - 1;
+            return Ok(RemoveOutcome::Pending {
+                change,
+                proposal,
+                missing,
+            });
+        }
+        self.check_new_epoch(epoch, Some(member))?;
+        let cutoff = self.max_op_of(member);
+        let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
+            .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
+        let epochs = self.epochs_container()?;
+        let approve = match (&existing, needed > 1) {
+            (Some(p), true) => Some(self.approval_map(&p.id)?),
+            _ => None,
+        };
+        let me = self.me.clone();
+        let change = self.write(roster_touched(), |doc| {
+            if let Some(map) = &approve {
+                doc.put(map, me.as_str(), now).map_err(doc_err)?;
+            }
+            doc.put(&entry, REMOVED, now).map_err(doc_err)?;
+            doc.put(&entry, CUTOFF, cutoff).map_err(doc_err)?;
+            put_epoch(doc, &epochs, epoch, now)
+        })?;
+        Ok(RemoveOutcome::Removed(change))
+    }
+
+    /// Whether the local steward may remove `member` now (before any approvals).
+    pub fn check_removal(&self, member: &str) -> Result<(), CoreError> {
+        self.require_current()?;
+        if self.is_removed(member) {
+            return Err(CoreError::Invalid {
+                what: "remove",
+                why: format!("{member} was already removed"),
+            });
+        }
+        let members = self.feed.members();
+        let writer = members.iter().find(|m| m.id == self.me);
+        if writer.map(|m| m.role) != Some(Role::Steward) {
+            return Err(CoreError::NotSteward);
+        }
+        let target = members
+            .iter()
+            .find(|m| m.id == member)
+            .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
+        if member == self.me {
+            return Err(CoreError::Invalid {
+                what: "remove",
+                why: "you cannot remove yourself; ask another steward".into(),
+            });
+        }
+        let stewards = members.iter().filter(|m| m.role == Role::Steward).count();
+        if target.role == Role::Steward && stewards <= 1 {
+            return Err(CoreError::LastSteward);
+        }
+        if self.root_map(EPOCHS).is_none() {
+            return Err(CoreError::OldCircle("removals"));
+        }
+        Ok(())
+    }
+
+    /// The highest op counter of `member`'s changes in the document: their cutoff.
+    fn max_op_of(&mut self, member: &str) -> u64 {
+        let Ok(actor) = actor_for_member(member) else {
+            return 0;
+        };
+        let actor = ActorId::from(actor);
+        self.doc
+            .get_changes_meta(&[])
+            .iter()
+            .filter(|c| *c.actor == actor)
+            .map(|c| c.max_op)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Roster changes waiting for approvals, and done ones, oldest first.
+    pub fn proposals(&self) -> Vec<ProposalView> {
+        let Some(map) = self.root_map(PROPOSALS) else {
+            return Vec::new();
+        };
+        let stewards: BTreeSet<&str> = self
+            .feed
+            .members()
+            .iter()
+            .filter(|m| m.role == Role::Steward)
+            .map(|m| m.id.as_str())
+            .collect();
+        let mut out = Vec::new();
+        for entry in self.doc.map_range(&map, ..) {
+            if !is_proposal_id(&entry.key) {
+                continue;
+            }
+            let obj = entry.id();
+            let Some(proposer) = self.counted_writer(&obj) else {
+                continue;
+            };
+            let Ok(doc) = ProposalDoc::hydrate_map(&self.doc, &obj) else {
+                continue;
+            };
+            let Some(action) = ProposalAction::parse(&doc.action, &doc.target) else {
+                continue;
+            };
+            let mut approvals: Vec<(i64, String)> = Vec::new();
+            if let Some(votes) = child_map(&self.doc, &obj, APPROVALS) {
+                for vote in self.doc.map_range(&votes, ..) {
+                    // An approval counts only if the steward it names wrote it.
+                    let writer = self.counted_writer(&vote.id());
+                    if writer.as_deref() == Some(vote.key.as_ref())
+                        && stewards.contains(vote.key.as_ref())
+                    {
+                        let at = match vote.value {
+                            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Int(i)) => i,
+                            _ => 0,
+                        };
+                        approvals.push((at, vote.key.to_string()));
+                    }
+                }
+            }
+            approvals.sort();
+            let mut approvals: Vec<String> = approvals.into_iter().map(|(_, s)| s).collect();
+            if let Some(pos) = approvals.iter().position(|a| *a == proposer) {
+                let first = approvals.remove(pos);
+                approvals.insert(0, first);
+            }
+            let done = match &action {
+                ProposalAction::Remove(member) => self.is_removed(member),
+                ProposalAction::Policy(_) => matches!(self.doc.get(&obj, DONE), Ok(Some(_))),
+            };
+            out.push(ProposalView {
+                id: entry.key.to_string(),
+                action,
+                proposer,
+                created_at: doc.created_at,
+                approvals,
+                done,
+            });
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        out
+    }
+
+    /// A steward approves proposal `id` (a removal or a policy change) and, when that is
+    /// the last approval needed, carries it out in the same change: `epoch` is the new
+    /// epoch a removal needs.
+    pub fn approve(
+        &mut self,
+        id: &str,
+        epoch: &NewEpoch,
+        now: i64,
+    ) -> Result<RemoveOutcome, CoreError> {
+        let proposal = self
+            .proposals()
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| CoreError::Invalid {
+                what: "approve",
+                why: format!("no pending change {id}"),
+            })?;
+        if proposal.done {
+            return Err(CoreError::Invalid {
+                what: "approve",
+                why: format!("{id} is already done"),
+            });
+        }
+        match proposal.action.clone() {
+            ProposalAction::Remove(member) => self.remove_member(&member, epoch, id, now),
+            ProposalAction::Policy(k) => self.set_policy(k, id, now),
+        }
+    }
+
+    /// A steward sets how many stewards must approve adding or removing a member. While
+    /// the policy asks for more than one, changing it takes that many approvals too.
+    pub fn set_policy(
+        &mut self,
+        approvals: u32,
+        proposal_id: &str,
+        now: i64,
+    ) -> Result<RemoveOutcome, CoreError> {
+        self.require_current()?;
+        let members = self.feed.members();
+        if members.iter().find(|m| m.id == self.me).map(|m| m.role) != Some(Role::Steward) {
+            return Err(CoreError::NotSteward);
+        }
+        let stewards = members.iter().filter(|m| m.role == Role::Steward).count() as u32;
+        if approvals == 0 || approvals > stewards.min(MAX_APPROVALS) {
+            return Err(CoreError::Invalid {
+                what: "policy",
+                why: format!("approvals must be between 1 and the number of stewards ({stewards})"),
+            });
+        }
+        if self.root_map(PROPOSALS).is_none() {
+            return Err(CoreError::OldCircle("approval policies"));
+        }
+        let needed = self.policy();
+        let action = ProposalAction::Policy(approvals);
+        let existing = self
+            .proposals()
+            .into_iter()
+            .find(|p| p.action == action && !p.done);
+        let others = existing.as_ref().map_or(0, |p| {
+            p.approvals.iter().filter(|a| **a != self.me).count() as u32
+        });
+        if others + 1 < needed {
+            let (change, proposal) =
+                self.approve_or_propose(&action, existing, proposal_id, now)?;
+            return Ok(RemoveOutcome::Pending {
+                change,
+                proposal,
+                missing: needed - others - 1,
+            });
+        }
+        // With a proposal: the approval that completes it, and its mark of done.
+        let approve = match (&existing, needed > 1) {
+            (Some(p), true) => {
+                let proposals = self.container(PROPOSALS)?;
+                let obj =
+                    child_map(&self.doc, &proposals, &p.id).ok_or_else(|| CoreError::Invalid {
+                        what: "approve",
+                        why: format!("no pending change {}", p.id),
+                    })?;
+                Some((obj, self.approval_map(&p.id)?))
+            }
+            _ => None,
+        };
+        let me = self.me.clone();
+        let change = self.write(Touched::Keys(Vec::new()), |doc| {
+            if let Some((proposal, map)) = &approve {
+                doc.put(map, me.as_str(), now).map_err(doc_err)?;
+                doc.put(proposal, DONE, now).map_err(doc_err)?;
+            }
+            doc.put(&automerge::ROOT, POLICY, u64::from(approvals))
+                .map_err(doc_err)
+        })?;
+        Ok(RemoveOutcome::Removed(change))
+    }
+
+    /// Adds the local steward's approval to `existing`, or makes a new proposal.
+    fn approve_or_propose(
+        &mut self,
+        action: &ProposalAction,
+        existing: Option<ProposalView>,
+        proposal_id: &str,
+        now: i64,
+    ) -> Result<(Vec<u8>, String), CoreError> {
+        let me = self.me.clone();
+        if let Some(p) = existing {
+            if p.approvals.contains(&me) {
+                return Err(CoreError::Invalid {
+                    what: "approve",
+                    why: format!("you already approved {}; it needs another steward", p.id),
+                });
+            }
+            let map = self.approval_map(&p.id)?;
+            let change = self.write(Touched::Keys(Vec::new()), |doc| {
+                doc.put(&map, me.as_str(), now).map_err(doc_err)
+            })?;
+            return Ok((change, p.id));
+        }
+        if !is_proposal_id(proposal_id) {
+            return Err(CoreError::InvalidId(proposal_id.to_string()));
+        }
+        let proposals = self
+            .root_map(PROPOSALS)
+            .ok_or(CoreError::OldCircle("approval policies"))?;
+        if matches!(self.doc.get(&proposals, proposal_id), Ok(Some(_))) {
+            return Err(CoreError::IdInUse(proposal_id.to_string()));
+        }
+        let (verb, target) = action.parts();
+        let doc_value = ProposalDoc {
+            action: verb.to_string(),
+            target,
+            created_at: now,
+            approvals: BTreeMap::from([(me.clone(), now)]),
+        };
+        let change = self.write(Touched::Keys(Vec::new()), |doc| {
+            reconcile_prop(doc, &proposals, proposal_id, &doc_value).map_err(doc_err)
+        })?;
+        Ok((change, proposal_id.to_string()))
+    }
+
+    fn approval_map(&self, proposal: &str) -> Result<ObjId, CoreError> {
+        let proposals = self
+            .root_map(PROPOSALS)
+            .ok_or(CoreError::OldCircle("approval policies"))?;
+        child_map(&self.doc, &proposals, proposal)
+            .and_then(|p| child_map(&self.doc, &p, APPROVALS))
+            .ok_or_else(|| CoreError::Invalid {
+                what: "approve",
+                why: format!("no pending change {proposal}"),
+            })
+    }
+
+    /// A steward approves invite `invite` (needed while the policy asks for more than
+    /// one approval: the invite admits nobody until enough stewards approved it).
+    pub fn approve_invite(&mut self, invite: &str, now: i64) -> Result<Vec<u8>, CoreError> {
+        self.require_current()?;
+        if self
+            .feed
+            .members()
+            .iter()
+            .find(|m| m.id == self.me)
+            .map(|m| m.role)
+            != Some(Role::Steward)
+        {
+            return Err(CoreError::NotSteward);
+        }
+        let view = self
+            .feed
+            .invite(invite)
+            .ok_or_else(|| CoreError::UnknownInvite(invite.to_string()))?;
+        if view.approvals.contains(&self.me) {
+            return Err(CoreError::Invalid {
+                what: "approve",
+                why: format!("you already approved invite {invite}"),
+            });
+        }
+        let invites = self.container(INVITES)?;
+        let map = child_map(&self.doc, &invites, invite)
+            .and_then(|obj| child_map(&self.doc, &obj, APPROVALS))
+            .ok_or(CoreError::OldCircle("approvals of invites"))?;
+        let me = self.me.clone();
+        let touched = Touched::Keys(vec![(INVITES, invite.to_string())]);
+        self.write(touched, |doc| {
+            doc.put(&map, me.as_str(), now).map_err(doc_err)
+        })
+    }
+
+    fn require_current(&self) -> Result<(), CoreError> {
+        if self.is_removed(&self.me) {
+            return Err(CoreError::Removed(self.me.clone()));
+        }
+        if self.feed.members().iter().any(|m| m.id == self.me) {
+            Ok(())
+        } else {
+            Err(CoreError::NotMember(self.me.clone()))
+        }
+    }
+
+    fn epochs_container(&self) -> Result<ObjId, CoreError> {
+        self.root_map(EPOCHS)
+            .ok_or(CoreError::OldCircle("key rotations"))
+    }
+
+    fn check_recipient(&self, recipient: &str, wrapped: &[u8]) -> Result<(), CoreError> {
+        if wrapped.len() != WRAPPED_LEN {
+            return Err(CoreError::Invalid {
+                what: "epoch",
+                why: format!("a wrapped key is {WRAPPED_LEN} bytes"),
+            });
+        }
+        if !self.feed.members().iter().any(|m| m.id == recipient) {
+            return Err(CoreError::NotMember(recipient.to_string()));
+        }
+        Ok(())
+    }
+
+    /// A new epoch's id is fresh and its wraps are for current members (other than
+    /// `leaving`, who must have none).
+    fn check_new_epoch(&self, epoch: &NewEpoch, leaving: Option<&str>) -> Result<(), CoreError> {
+        let map = self.epochs_container()?;
+        if epoch.id == 0 || matches!(self.doc.get(&map, epoch.id.to_string()), Ok(Some(_))) {
+            return Err(CoreError::IdInUse(epoch.id.to_string()));
+        }
+        let mut seen = BTreeSet::new();
+        for (recipient, wrapped) in &epoch.wraps {
+            if Some(recipient.as_str()) == leaving {
+                return Err(CoreError::Invalid {
+                    what: "epoch",
+                    why: "the new key must not be wrapped for the member being removed".into(),
+                });
+            }
+            self.check_recipient(recipient, wrapped)?;
+            if !seen.insert(recipient) {
+                return Err(CoreError::Invalid {
+                    what: "epoch",
+                    why: format!("two wraps for {recipient}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes epoch `epoch` into the epochs map.
+fn put_epoch(
+    doc: &mut automerge::AutoCommit,
+    epochs: &ObjId,
+    epoch: &NewEpoch,
+    now: i64,
+) -> Result<(), CoreError> {
+    let value = EpochDoc {
+        generation: epoch.generation,
+        commitment: ByteArray::from(epoch.commitment),
+        created_at: now,
+        wraps: epoch
+            .wraps
+            .iter()
+            .map(|(r, w)| (r.clone(), w.clone().into()))
+            .collect(),
+    };
+    reconcile_prop(doc, epochs, epoch.id.to_string().as_str(), &value).map_err(doc_err)
+}
