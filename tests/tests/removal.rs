@@ -218,6 +218,18 @@ fn a_removed_member_is_locked_out_and_cannot_come_back() -> Result<()> {
     }
     assert!(connected(&dan)?.is_empty() || !member_ids(&ann)?.contains(&dan_id));
 
+    // Nothing readable on any disk: no home holds any of the texts, or a key, in the open.
+    for node in [&ann, &bob, &cy, &dan] {
+        for text in texts.iter().chain([&dans_text]) {
+            let found = node.grep_home(text.as_bytes())?;
+            assert!(
+                found.is_empty(),
+                "{} holds {text} readable: {found:?}",
+                node.name
+            );
+        }
+    }
+
     // The invite Dan made admits nobody now. Dan's own daemon, cut off and unaware, may
     // still let Eve into its stale copy; no member of the circle takes her.
     let mut eve = Node::networked("eve")?;

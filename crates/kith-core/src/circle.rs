@@ -43,6 +43,10 @@ pub struct Circle {
     pending: Vec<Change>,
     /// The document as read, refreshed key by key after every write (see `feed`).
     pub(crate) feed: Feed,
+    /// The circle's id, once known (see [`Circle::bind`]).
+    bound_to: Option<[u8; 16]>,
+    /// The hash of the change that founded the circle, once applied.
+    genesis: Option<ChangeHash>,
     /// Received changes refused for breaking the rules: how many, and the latest few.
     rejected: u64,
     recent_rejections: VecDeque<Rejection>,
@@ -89,9 +93,33 @@ impl Circle {
             me: me.to_string(),
             pending: Vec::new(),
             feed: Feed::default(),
+            bound_to: None,
+            genesis: None,
             rejected: 0,
             recent_rejections: VecDeque::new(),
         })
+    }
+
+    /// The id of the circle `genesis` founds: the first 16 bytes of its change hash. A
+    /// random nonce in the genesis makes every circle's different.
+    pub fn id_of_genesis(genesis: &[u8]) -> Result<[u8; 16], CoreError> {
+        let change = parse_change(genesis)?;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(change.hash().0.get(..16).unwrap_or(&[0; 16]));
+        Ok(id)
+    }
+
+    /// Whether the genesis this circle holds is the one `id` names (false for circles
+    /// founded before ids committed to their genesis, and before the genesis arrived).
+    pub fn id_of_genesis_matches(&self, id: [u8; 16]) -> bool {
+        self.genesis
+            .is_some_and(|h| h.0.get(..16) == Some(id.as_slice()))
+    }
+
+    /// Binds the circle to its id: from now on a change without history (a genesis) is
+    /// refused unless it is the one the id names.
+    pub fn bind(&mut self, id: [u8; 16]) {
+        self.bound_to = Some(id);
     }
 
     /// A new circle with `founder` as its first steward. Returns the genesis change, which
@@ -100,6 +128,18 @@ impl Circle {
         founder_id: &str,
         founder_name: &str,
         circle_name: &str,
+        now: i64,
+    ) -> Result<(Circle, Vec<u8>), CoreError> {
+        Circle::found_with_nonce(founder_id, founder_name, circle_name, [0; 16], now)
+    }
+
+    /// [`Circle::found`] with a random `nonce` in the genesis, so that its hash (the
+    /// circle's id, [`Circle::id_of_genesis`]) is unique.
+    pub fn found_with_nonce(
+        founder_id: &str,
+        founder_name: &str,
+        circle_name: &str,
+        nonce: [u8; 16],
         now: i64,
     ) -> Result<(Circle, Vec<u8>), CoreError> {
         let name = rules::check_text("circle name", circle_name, MAX_CIRCLE_NAME_CHARS)?;
@@ -122,6 +162,7 @@ impl Circle {
             nudges: BTreeMap::new(),
             epochs: BTreeMap::new(),
             proposals: BTreeMap::new(),
+            nonce: nonce.into(),
         };
         let change = circle.write(Touched::All, |doc| {
             reconcile(doc, &genesis).map_err(doc_err)
@@ -191,6 +232,15 @@ impl Circle {
 
     fn finish_apply(&mut self, mut refused: Vec<CoreError>) -> Result<(), CoreError> {
         self.apply_ready(&mut refused);
+        if self.genesis.is_none() {
+            // Found once per circle: the one change without dependencies.
+            self.genesis = self
+                .doc
+                .get_changes_meta(&[])
+                .iter()
+                .find(|c| c.deps.is_empty())
+                .map(|c| c.hash);
+        }
         self.refresh_after_apply();
         match refused.first() {
             None => Ok(()),
@@ -273,7 +323,7 @@ impl Circle {
     ) -> Result<(AutoCommit, Vec<(ChangeHash, String, CoreError)>), CoreError> {
         let genesis_allowed = self.root_map(MEMBERS).is_none();
         let copy = self.applied_copy(changes.to_vec())?;
-        let mut checker = validate::Checker::new(&copy, genesis_allowed);
+        let mut checker = validate::Checker::new(&copy, genesis_allowed, self.bound_to);
         let mut bad = Vec::new();
         for change in changes {
             if let Err(error) = checker.check(change) {

@@ -26,6 +26,8 @@ pub(crate) const NUDGES: &str = "g";
 /// key epochs, and changes to the roster waiting for stewards' approvals.
 pub(crate) const EPOCHS: &str = "k";
 pub(crate) const PROPOSALS: &str = "y";
+/// Root key of the genesis's random nonce: the circle's id is its change's hash.
+pub(crate) const NONCE: &str = "z";
 /// Root key of the approvals policy (a number; absent means 1), written by stewards.
 pub(crate) const POLICY: &str = "p";
 
@@ -106,6 +108,8 @@ pub(crate) struct Genesis {
     pub epochs: BTreeMap<String, EpochDoc>,
     #[autosurgeon(rename = "y")]
     pub proposals: BTreeMap<String, ProposalDoc>,
+    #[autosurgeon(rename = "z")]
+    pub nonce: ByteArray<16>,
 }
 
 /// One epoch of the circle key: made by any member, with the key wrapped for each member

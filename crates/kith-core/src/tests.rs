@@ -1731,3 +1731,26 @@ fn honest_edits_of_every_kind_pass_the_rules() {
     assert_eq!(t.ann.members().len(), 4);
     assert_eq!(t.bob.items(), t.ann.items());
 }
+
+/// A circle's id names its genesis: a newcomer bound to the id takes only that first
+/// change, whichever arrives first, so a hostile member cannot hand it a competing one.
+#[test]
+fn a_bound_circle_takes_only_the_genesis_its_id_names() {
+    let (_, genesis) = Circle::found_with_nonce(&member(1), "Ann", "Circle", [1; 16], T0).unwrap();
+    let (_, rival) = Circle::found_with_nonce(&member(2), "Bob", "Circle", [2; 16], T0).unwrap();
+    let id = Circle::id_of_genesis(&genesis).unwrap();
+    assert_ne!(id, Circle::id_of_genesis(&rival).unwrap());
+    // The same founder, name and time with another nonce: another circle.
+    let (_, again) = Circle::found_with_nonce(&member(1), "Ann", "Circle", [3; 16], T0).unwrap();
+    assert_ne!(id, Circle::id_of_genesis(&again).unwrap());
+
+    let mut newcomer = Circle::load(&member(4), &[]).unwrap();
+    newcomer.bind(id);
+    let signed = |bytes: &Vec<u8>, who: u8| (member(who), bytes.clone());
+    assert!(newcomer.apply_signed(&[signed(&rival, 2)]).is_err());
+    assert!(newcomer.members().is_empty());
+    newcomer.apply_signed(&[signed(&genesis, 1)]).unwrap();
+    assert_eq!(newcomer.members().len(), 1);
+    assert!(newcomer.id_of_genesis_matches(id));
+    assert_eq!(newcomer.rejected_count(), 1);
+}

@@ -178,13 +178,20 @@ pub(crate) struct Checker<'a> {
     /// Whether a change without dependencies may still found the circle: only while the
     /// document had no roster before this batch, and only once.
     genesis_allowed: bool,
+    /// The circle's id, when the caller knows it: a genesis counts only if the id is the
+    /// first 16 bytes of its hash (so nobody can hand a newcomer a competing genesis).
+    bound_to: Option<[u8; 16]>,
     /// Roster keys by actor, from the document with the batch applied.
     members_by_actor: HashMap<ActorId, String>,
     places: HashMap<(u64, ActorId), Place>,
 }
 
 impl<'a> Checker<'a> {
-    pub(crate) fn new(doc: &'a AutoCommit, genesis_allowed: bool) -> Checker<'a> {
+    pub(crate) fn new(
+        doc: &'a AutoCommit,
+        genesis_allowed: bool,
+        bound_to: Option<[u8; 16]>,
+    ) -> Checker<'a> {
         let mut members_by_actor = HashMap::new();
         if let Some(roster) = map_at(doc, &automerge::ROOT, MEMBERS, None) {
             for entry in doc.map_range(&roster, ..) {
@@ -196,6 +203,7 @@ impl<'a> Checker<'a> {
         Checker {
             doc,
             genesis_allowed,
+            bound_to,
             members_by_actor,
             places: HashMap::new(),
         }
@@ -222,6 +230,12 @@ impl<'a> Checker<'a> {
             return Err(refused(
                 "a change without history after the circle was founded",
             ));
+        }
+        if genesis
+            && let Some(id) = self.bound_to
+            && change.hash().0.get(..16) != Some(id.as_slice())
+        {
+            return Err(refused("a first change that did not found this circle"));
         }
         let Some(writer) = writer else {
             return Err(CoreError::NotMember(actor.to_hex_string()));
@@ -479,7 +493,9 @@ impl<'a> Checker<'a> {
         heads: &[ChangeHash],
     ) -> Result<(), CoreError> {
         match parent {
-            Place::Root if key == NAME && heads.is_empty() => Ok(()),
+            Place::Root if (key == NAME || key == crate::schema::NONCE) && heads.is_empty() => {
+                Ok(())
+            }
             Place::Root if key == NAME => {
                 rules::authorize(&Write::Roster, writer, self.role_at(writer, heads))
             }

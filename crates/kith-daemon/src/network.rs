@@ -1150,6 +1150,8 @@ impl Node {
             Err(e) => return fail(reply, e.to_string()),
         };
         doc.set_keyring(CircleKeyring::shared(&self.identity, circle_id));
+        // Only the genesis the circle's id names is taken (docs/document.md).
+        doc.bind(circle_id.0);
         self.circles.push(CircleState {
             id: circle_id,
             doc,

@@ -181,6 +181,10 @@ impl Node {
                 let plan = doc.key_plan(&keys.held(), now_ms(), crate::epochs::ROTATION_PERIOD_MS);
                 keys.learn(&identity, &plan);
             }
+            // Circles founded before ids committed to their genesis are not checked.
+            if Circle::id_of_genesis_matches(&doc, record.id.0) {
+                doc.bind(record.id.0);
+            }
             if keys.len() != before {
                 store.put_circle(&CircleRecord {
                     id: record.id,
@@ -651,9 +655,17 @@ impl Node {
     /// genesis envelope goes through the writer like any edit.
     fn create_circle(&mut self, name: &str) -> Result<Outcome, Refusal> {
         let mut rng = rand::rng();
-        let id = CircleId::random(&mut rng);
         let now = now_ms();
-        let (mut doc, genesis) = Circle::found(&self.member_id.to_string(), &self.name, name, now)?;
+        let (mut doc, genesis) = Circle::found_with_nonce(
+            &self.member_id.to_string(),
+            &self.name,
+            name,
+            rand::random(),
+            now,
+        )?;
+        // The id commits to the genesis: a joiner takes no other first change.
+        let id = CircleId(Circle::id_of_genesis(&genesis)?);
+        doc.bind(id.0);
         doc.set_keyring(CircleKeyring::shared(&self.identity, id));
         let record = CircleRecord {
             id,
