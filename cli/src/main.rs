@@ -474,7 +474,11 @@ async fn client_command(cli: &Cli, home: &std::path::Path) -> Result<(), Failure
                 role: role.clone(),
             };
             let reply = client.request(&request).await?;
-            output::done(&request, &reply, json)
+            match reply {
+                // Under a policy of several approvals: waiting for them.
+                Reply::Removal { .. } => output::removal(&reply, json),
+                _ => output::done(&request, &reply, json),
+            }
         }
         Command::Circle(CircleCommand::Policy { approvals, circle }) => {
             let reply = client

@@ -176,6 +176,8 @@ pub fn removal(reply: &Reply, json: bool) -> Result<(), Failure> {
                 ("removed", _) => println!(
                     "removed {member}: their connections are refused and the circle has a new key they do not hold"
                 ),
+                // `kith approve` of a role change.
+                ("done", _) if !member.is_empty() => println!("role changed: {member}"),
                 ("pending", Some(id)) => println!(
                     "waiting for {missing} more steward approval(s): another steward runs `kith approve {id}`"
                 ),
@@ -232,7 +234,7 @@ pub fn removal(reply: &Reply, json: bool) -> Result<(), Failure> {
             if json {
                 return print_json(&serde_json::json!({ "id": id, "outcome": "approved" }));
             }
-            println!("approved invite {id}");
+            println!("approved: {id}");
             Ok(())
         }
         other => Err(unexpected(other)),
@@ -258,6 +260,11 @@ pub fn pending(reply: &Reply, json: bool) -> Result<(), Failure> {
                 one_line(p.target_name.as_deref().unwrap_or(&p.target))
             ),
             "policy" => format!("ask for {} approvals", p.target),
+            "appoint" | "step down" => format!(
+                "{} {}",
+                p.action,
+                one_line(p.target_name.as_deref().unwrap_or(&p.target))
+            ),
             _ => format!("invite {}", p.target),
         };
         let approvers: Vec<String> = p.approvals.iter().map(|a| one_line(&a.name)).collect();

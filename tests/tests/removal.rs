@@ -329,6 +329,35 @@ fn two_approvals_block_a_single_stewards_removal_and_invite() -> Result<()> {
         })?;
     }
 
+    // Appointing a steward (who could then approve) takes both stewards too.
+    let cy_id = cy.json(&["status"])?["member_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let appoint = ann.json(&["role", &cy_id, "steward"])?;
+    assert_eq!(appoint["outcome"].as_str(), Some("pending"), "{appoint}");
+    let appointment = appoint["proposal"]
+        .as_str()
+        .context("no proposal")?
+        .to_string();
+    wait_until(WAIT, "the appointment at bob", || {
+        let pending = bob.json(&["pending"]).ok()?;
+        pending["pending"]
+            .as_array()?
+            .iter()
+            .any(|p| p["id"].as_str() == Some(appointment.as_str()))
+            .then_some(())
+    })?;
+    bob.ok(&["approve", &appointment])?;
+    wait_until(WAIT, "cy a steward at ann", || {
+        let members = ann.json(&["members"]).ok()?;
+        members
+            .as_array()?
+            .iter()
+            .any(|m| m["id"].as_str() == Some(cy_id.as_str()) && m["role"] == "steward")
+            .then_some(())
+    })?;
+
     // An invite needs both stewards too.
     let made = ann.json(&["invite"])?;
     let code = made["code"].as_str().context("no code")?.to_string();

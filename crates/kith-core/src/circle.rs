@@ -330,6 +330,22 @@ impl Circle {
                 bad.push((change.hash(), checker.writer_name(change.actor_id()), error));
             }
         }
+        let cutoffs = std::mem::take(&mut checker.cutoffs_to_verify);
+        let writers: HashMap<ChangeHash, String> = changes
+            .iter()
+            .map(|c| (c.hash(), checker.writer_name(c.actor_id())))
+            .collect();
+        drop(checker);
+        let mut copy = copy;
+        for hash in validate::verify_cutoffs(&mut copy, cutoffs) {
+            if !bad.iter().any(|(h, _, _)| *h == hash) {
+                let writer = writers.get(&hash).cloned().unwrap_or_default();
+                let error = CoreError::Document(
+                    "a removal's cutoff is not the member's last operation".into(),
+                );
+                bad.push((hash, writer, error));
+            }
+        }
         Ok((copy, bad))
     }
 
@@ -645,6 +661,10 @@ impl Circle {
         touched: Touched,
         edit: impl FnOnce(&mut AutoCommit) -> Result<(), CoreError>,
     ) -> Result<Vec<u8>, CoreError> {
+        // A removed member's changes count nowhere: write none (every edit passes here).
+        if self.is_removed(&self.me) {
+            return Err(CoreError::Removed(self.me.clone()));
+        }
         if let Err(e) = edit(&mut self.doc) {
             self.doc.rollback();
             return Err(e);
@@ -674,7 +694,17 @@ impl Circle {
     ) -> Result<Vec<u8>, CoreError> {
         actor_for_member(id)?;
         let name = rules::check_text("member name", name, MAX_MEMBER_NAME_CHARS)?;
+        if self.is_removed(id) {
+            return Err(CoreError::Removed(id.to_string()));
+        }
         rules::check_add_member(&self.members(), &self.me, id)?;
+        if self.policy() > 1 {
+            // Under a policy of K approvals members come in only through approved invites.
+            return Err(CoreError::NeedsApprovals {
+                what: format!("adding {id}"),
+                missing: self.policy() - 1,
+            });
+        }
         let members = self.container(MEMBERS)?;
         let member = MemberDoc {
             name,
@@ -799,6 +829,15 @@ impl Circle {
     /// A steward sets `member`'s role: stewards appoint stewards. The last steward cannot
     /// step down.
     pub fn set_role(&mut self, member: &str, role: Role, _now: i64) -> Result<Vec<u8>, CoreError> {
+        if self.policy() > 1 {
+            // Under a policy of K approvals a role change is a proposal
+            // (`Circle::change_role`); nothing is written here.
+            return Err(CoreError::NeedsApprovals {
+                what: "changing a role".into(),
+                missing: self.policy() - 1,
+            });
+        }
+        self.require_member()?;
         rules::check_set_role(self.feed.members(), &self.me, member, role)?;
         if self
             .feed
@@ -1475,11 +1514,13 @@ impl Circle {
                 "private items need this member's keys, which are not loaded".into(),
             )
         })?;
-        let key = self
+        // The newest key: after a reader's removal, one they never got.
+        let (generation, key) = self
             .feed
             .item_key(item.as_str())
+            .and_then(|keys| keys.newest())
             .ok_or_else(|| CoreError::UnknownItem(item.to_string()))?;
-        Ok(keyring.seal_part(key, item.as_str(), part, plaintext))
+        Ok(keyring.seal_part(key, generation, item.as_str(), part, plaintext))
     }
 
     /// The claims map a claim on `item` (in `slot`, if given) goes in.
@@ -1504,7 +1545,7 @@ impl Circle {
     }
 
     /// The map of item `id`, of kind `kind`.
-    fn item_obj(&self, id: &ItemId, kind: ItemKind) -> Result<ObjId, CoreError> {
+    pub(crate) fn item_obj(&self, id: &ItemId, kind: ItemKind) -> Result<ObjId, CoreError> {
         child_map(&self.doc, &self.container(container_of(kind))?, id.as_str())
             .ok_or_else(|| CoreError::UnknownItem(id.to_string()))
     }

@@ -13,12 +13,12 @@ use automerge::{
 };
 use autosurgeon::{Hydrate, hydrate_prop};
 
-use crate::private::{self, Content, ItemSecret, Keyring};
+use crate::private::{self, Content, ItemKeys, ItemSecret, Keyring};
 use crate::schema::{
     ADDRESSES, APPROVALS, CHECKINS, CLAIMS, CUTOFF, CheckinDoc, ClaimDoc, EPOCHS, HANDED, HELP,
     INVITED_VIA, INVITES, InviteDoc, MEMBERS, MemberDoc, NAME, NUDGES, OFFERS, OfferDoc, POLICY,
-    PROPOSALS, QUIET, REMOVED, REPLIES, REQUESTS, REVOKED, ReplyDoc, RequestDoc, SEALED, SLOTS,
-    STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc,
+    PROPOSALS, QUIET, REMOVED, RENEWALS, REPLIES, REQUESTS, REVOKED, ReplyDoc, RequestDoc, SEALED,
+    SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED, STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc,
     SealedReplyDoc, THANKS, UPDATED_AT,
 };
 use crate::types::in_alphabet;
@@ -90,7 +90,7 @@ pub(crate) struct Feed {
     /// Seals and opens private items as the local member, when the caller gave one.
     keyring: Option<Arc<dyn Keyring>>,
     /// Keys of the private items this member opened, by item id.
-    keys: HashMap<String, ItemSecret>,
+    keys: HashMap<String, ItemKeys>,
     /// Ids of the items the last refresh read again (`None`: all of them).
     touched: Option<Vec<String>>,
 }
@@ -135,7 +135,7 @@ impl Feed {
     }
 
     /// The key of private item `id`, if this member could open it.
-    pub(crate) fn item_key(&self, id: &str) -> Option<&ItemSecret> {
+    pub(crate) fn item_key(&self, id: &str) -> Option<&ItemKeys> {
         self.keys.get(id)
     }
 
@@ -517,7 +517,7 @@ impl Feed {
     }
 
     /// The item under `id` in any item container, with its key if it is private.
-    fn read_key(&self, doc: &AutoCommit, id: &str) -> Option<(ItemView, Option<ItemSecret>)> {
+    fn read_key(&self, doc: &AutoCommit, id: &str) -> Option<(ItemView, Option<ItemKeys>)> {
         if !is_item_key(id) {
             return None;
         }
@@ -537,7 +537,7 @@ impl Feed {
         kind: ItemKind,
         id: &str,
         obj: &ObjId,
-    ) -> Option<(ItemView, Option<ItemSecret>)> {
+    ) -> Option<(ItemView, Option<ItemKeys>)> {
         let author = self.creator(obj)?.to_string();
         // Items in the open are read first: looking for the sealed key on every item would
         // cost a lookup each (a tenth of a second over 10,000 items).
@@ -550,8 +550,9 @@ impl Feed {
         }
         let mut view = blank_view(id, kind, &author);
         let (content, key) = self.open_sealed(doc, &view, obj)?;
-        self.fill_private(doc, &mut view, obj, &content, &key)?;
-        Some((view, Some(key)))
+        let keys = self.renewed_keys(doc, &view, obj, key);
+        self.fill_private(doc, &mut view, obj, &content, &keys)?;
+        Some((view, Some(keys)))
     }
 
     /// Reads an item written in the open; `None` if it is not one (or does not read).
@@ -623,6 +624,43 @@ impl Feed {
         Some((content, key))
     }
 
+    /// The item's key and the renewals of it this member can open (`xr`: generation ->
+    /// renewal, written by the item's author only).
+    fn renewed_keys(
+        &self,
+        doc: &AutoCommit,
+        view: &ItemView,
+        obj: &ObjId,
+        first: ItemSecret,
+    ) -> ItemKeys {
+        let mut keys = ItemKeys::new(first);
+        let (Some(keyring), Some(renewals)) =
+            (self.keyring.as_deref(), child_map(doc, obj, RENEWALS))
+        else {
+            return keys;
+        };
+        let author = actor_for_member(&view.author).ok();
+        for entry in doc.map_range(&renewals, ..).take(crate::MAX_EPOCHS) {
+            let Some(generation) = crate::membership::parse_epoch_id(&entry.key) else {
+                continue;
+            };
+            let op = entry.id();
+            let ValueRef::Scalar(automerge::ScalarValueRef::Bytes(bytes)) = entry.value else {
+                continue;
+            };
+            // Only the author renews an item's key.
+            let by_author = creator_actor(&op)
+                .is_some_and(|actor| author.is_some_and(|a| a.as_slice() == actor));
+            if !by_author {
+                continue;
+            }
+            if let Some(key) = keyring.open_rekey(&view.id, &view.author, generation, &bytes) {
+                keys.add(generation, key);
+            }
+        }
+        keys
+    }
+
     /// Fills a private item's view from its opened content and its open parts.
     fn fill_private(
         &self,
@@ -630,7 +668,7 @@ impl Feed {
         view: &mut ItemView,
         obj: &ObjId,
         content: &Content,
-        key: &ItemSecret,
+        keys: &ItemKeys,
     ) -> Option<()> {
         let created_at = SealedDoc::hydrate_map(doc, obj).ok()?.created_at;
         view.created_at = created_at;
@@ -661,7 +699,7 @@ impl Feed {
                 let id = view.id.clone();
                 let opener = Opener {
                     keyring,
-                    key,
+                    keys,
                     item: &id,
                 };
                 self.fill_open_parts(
@@ -736,14 +774,12 @@ impl Feed {
         let plain = ReplyDoc::hydrate_map(doc, obj).ok();
         if plain.is_none() && matches!(doc.get(obj, SEALED), Ok(Some(_))) {
             let reply = SealedReplyDoc::hydrate_map(doc, obj).ok()?;
-            let key = self.keys.get(&reply.item)?;
-            let text = self.keyring.as_deref()?.open_part(
-                key,
-                &reply.item,
-                &private::reply_part(id),
-                &reply.sealed,
-            )?;
-            let text = String::from_utf8(text.to_vec()).ok()?;
+            let opener = Opener {
+                keyring: self.keyring.as_deref()?,
+                keys: self.keys.get(&reply.item)?,
+                item: &reply.item,
+            };
+            let text = opener.open_text(&private::reply_part(id), &reply.sealed)?;
             return Some(Reply {
                 item: reply.item,
                 sealed: true,
@@ -807,13 +843,15 @@ fn blank_view(id: &str, kind: ItemKind, author: &str) -> ItemView {
 /// Opens the sealed parts of one private item.
 struct Opener<'a> {
     keyring: &'a dyn Keyring,
-    key: &'a ItemSecret,
+    keys: &'a ItemKeys,
     item: &'a str,
 }
 
 impl Opener<'_> {
+    /// Opens a part with the key of the generation it names.
     fn open_text(&self, part: &str, sealed: &[u8]) -> Option<String> {
-        let plain = self.keyring.open_part(self.key, self.item, part, sealed)?;
+        let key = self.keys.get(self.keyring.part_generation(sealed)?)?;
+        let plain = self.keyring.open_part(key, self.item, part, sealed)?;
         String::from_utf8(plain.to_vec()).ok()
     }
 }

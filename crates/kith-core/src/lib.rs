@@ -174,3 +174,5 @@ extern crate self as kith_core;
 mod tests;
 #[cfg(test)]
 mod tests_life;
+#[cfg(test)]
+mod tests_removal;

@@ -17,7 +17,7 @@ use crate::circle::{Circle, roster_touched};
 use crate::feed::{Touched, child_map};
 use crate::schema::{
     APPROVALS, CUTOFF, DONE, EPOCHS, EpochDoc, INVITES, MEMBERS, POLICY, PROPOSALS, ProposalDoc,
-    REMOVED, WRAPS,
+    REMOVED, RENEWALS, WRAPS,
 };
 use crate::types::in_alphabet;
 use crate::{CoreError, MAX_EPOCHS, MemberView, Role, actor_for_member};
@@ -124,13 +124,16 @@ pub struct ProposalView {
 pub enum ProposalAction {
     Remove(String),
     Policy(u32),
+    /// Give a member a role (appointing a steward, or making one a member again).
+    Role(String, Role),
 }
 
 impl ProposalAction {
-    fn parts(&self) -> (&'static str, String) {
+    pub(crate) fn parts(&self) -> (&'static str, String) {
         match self {
             ProposalAction::Remove(member) => ("remove", member.clone()),
             ProposalAction::Policy(k) => ("policy", k.to_string()),
+            ProposalAction::Role(member, role) => ("role", format!("{member}={}", role.as_str())),
         }
     }
 
@@ -144,6 +147,16 @@ impl ProposalAction {
                 .ok()
                 .filter(|k| (1..=MAX_APPROVALS).contains(k))
                 .map(ProposalAction::Policy),
+            "role" => {
+                let (member, role) = target.split_once('=')?;
+                actor_for_member(member).ok()?;
+                let role = match role {
+                    "steward" => Role::Steward,
+                    "member" => Role::Member,
+                    _ => return None,
+                };
+                Some(ProposalAction::Role(member.to_string(), role))
+            }
             _ => None,
         }
     }
@@ -629,7 +642,9 @@ impl Circle {
             }
             let done = match &action {
                 ProposalAction::Remove(member) => self.is_removed(member),
-                ProposalAction::Policy(_) => matches!(self.doc.get(&obj, DONE), Ok(Some(_))),
+                ProposalAction::Policy(_) | ProposalAction::Role(..) => {
+                    matches!(self.doc.get(&obj, DONE), Ok(Some(_)))
+                }
             };
             out.push(ProposalView {
                 id: entry.key.to_string(),
@@ -670,6 +685,7 @@ impl Circle {
         match proposal.action.clone() {
             ProposalAction::Remove(member) => self.remove_member(&member, epoch, id, now),
             ProposalAction::Policy(k) => self.set_policy(k, id, now),
+            ProposalAction::Role(member, role) => self.change_role(&member, role, id, now),
         }
     }
 
@@ -737,6 +753,74 @@ impl Circle {
                 .map_err(doc_err)
         })?;
         Ok(RemoveOutcome::Removed(change))
+    }
+
+    /// A steward gives `member` a role. Under a policy of K approvals this takes K
+    /// stewards too (appointing a steward is choosing who approves), as a proposal.
+    pub fn change_role(
+        &mut self,
+        member: &str,
+        role: Role,
+        proposal_id: &str,
+        now: i64,
+    ) -> Result<RemoveOutcome, CoreError> {
+        self.require_current()?;
+        crate::rules::check_set_role(self.feed.members(), &self.me, member, role)?;
+        if self
+            .feed
+            .members()
+            .iter()
+            .any(|m| m.id == member && m.role == role)
+        {
+            return Err(CoreError::Invalid {
+                what: "role",
+                why: format!("{member} is already a {}", role.as_str()),
+            });
+        }
+        let needed = self.policy();
+        let action = ProposalAction::Role(member.to_string(), role);
+        let existing = self
+            .proposals()
+            .into_iter()
+            .find(|p| p.action == action && !p.done);
+        let others = existing.as_ref().map_or(0, |p| {
+            p.approvals.iter().filter(|a| **a != self.me).count() as u32
+        });
+        if others + 1 < needed {
+            let (change, proposal) =
+                self.approve_or_propose(&action, existing, proposal_id, now)?;
+            return Ok(RemoveOutcome::Pending {
+                change,
+                proposal,
+                missing: needed - others - 1,
+            });
+        }
+        let approve = match (&existing, needed > 1) {
+            (Some(p), true) => Some(self.proposal_and_approvals(&p.id)?),
+            _ => None,
+        };
+        let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
+            .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
+        let me = self.me.clone();
+        let change = self.write(roster_touched(), |doc| {
+            if let Some((proposal, map)) = &approve {
+                doc.put(map, me.as_str(), now).map_err(doc_err)?;
+                doc.put(proposal, DONE, now).map_err(doc_err)?;
+            }
+            doc.put(&entry, crate::schema::ROLE, role.as_str())
+                .map_err(doc_err)
+        })?;
+        Ok(RemoveOutcome::Removed(change))
+    }
+
+    /// A proposal's map and its approvals map.
+    fn proposal_and_approvals(&self, id: &str) -> Result<(ObjId, ObjId), CoreError> {
+        let proposals = self.container(PROPOSALS)?;
+        let obj = child_map(&self.doc, &proposals, id).ok_or_else(|| CoreError::Invalid {
+            what: "approve",
+            why: format!("no pending change {id}"),
+        })?;
+        Ok((obj, self.approval_map(id)?))
     }
 
     /// Adds the local steward's approval to `existing`, or makes a new proposal.
@@ -828,6 +912,79 @@ impl Circle {
         self.write(touched, |doc| {
             doc.put(&map, me.as_str(), now).map_err(doc_err)
         })
+    }
+
+    /// Renews the key of every private item the local member wrote whose audience
+    /// includes someone since removed, unless renewed since (a renewal's generation is
+    /// the number of removed members when it was made). Parts written from then on are
+    /// sealed under a key the removed readers never get. One change for all such items;
+    /// `None` when there are none.
+    pub fn renew_private_keys(&mut self) -> Result<Option<Vec<u8>>, CoreError> {
+        if self.require_current().is_err() {
+            return Ok(None);
+        }
+        let removed: BTreeSet<String> = self.feed.former().iter().map(|m| m.id.clone()).collect();
+        let Ok(generation) = u32::try_from(removed.len()) else {
+            return Ok(None);
+        };
+        if generation == 0 {
+            return Ok(None);
+        }
+        let me = self.me.clone();
+        let mut stale: Vec<(String, crate::ItemKind, Vec<String>)> = Vec::new();
+        self.feed.visit_items(|item| {
+            let Some(audience) = &item.audience else {
+                return;
+            };
+            if item.author == me && audience.iter().any(|r| removed.contains(r)) {
+                let readers = audience
+                    .iter()
+                    .filter(|r| !removed.contains(*r))
+                    .cloned()
+                    .collect();
+                stale.push((item.id.clone(), item.kind, readers));
+            }
+        });
+        stale.retain(|(id, _, _)| {
+            self.feed
+                .item_key(id)
+                .and_then(|keys| keys.newest())
+                .is_some_and(|(newest, _)| newest < generation)
+        });
+        if stale.is_empty() {
+            return Ok(None);
+        }
+        let keyring = self
+            .feed
+            .keyring()
+            .ok_or_else(|| CoreError::Document("this member's keys are not loaded".into()))?;
+        let mut writes = Vec::with_capacity(stale.len());
+        for (id, kind, readers) in &stale {
+            let (_, renewal) = keyring.rekey_item(id, readers, generation)?;
+            let item = crate::ItemId::parse(id)?;
+            let obj = self.item_obj(&item, *kind)?;
+            writes.push((obj, renewal));
+        }
+        let touched = Touched::Keys(
+            stale
+                .iter()
+                .map(|(id, kind, _)| (crate::feed::container_of(*kind), id.clone()))
+                .collect(),
+        );
+        let key = generation.to_string();
+        self.write(touched, |doc| {
+            for (obj, renewal) in writes {
+                let map = match child_map(doc, &obj, RENEWALS) {
+                    Some(map) => map,
+                    None => doc
+                        .put_object(&obj, RENEWALS, automerge::ObjType::Map)
+                        .map_err(doc_err)?,
+                };
+                doc.put(&map, key.as_str(), renewal).map_err(doc_err)?;
+            }
+            Ok(())
+        })
+        .map(Some)
     }
 
     fn require_current(&self) -> Result<(), CoreError> {

@@ -39,6 +39,36 @@ impl fmt::Debug for ItemSecret {
     }
 }
 
+/// The keys of one private item this member can open: the one made with it (generation
+/// 0) and the renewals made after readers were removed, oldest first.
+#[derive(Clone, Debug)]
+pub(crate) struct ItemKeys(Vec<(u32, ItemSecret)>);
+
+impl ItemKeys {
+    pub(crate) fn new(first: ItemSecret) -> ItemKeys {
+        ItemKeys(vec![(0, first)])
+    }
+
+    pub(crate) fn add(&mut self, generation: u32, key: ItemSecret) {
+        if self.get(generation).is_none() {
+            self.0.push((generation, key));
+            self.0.sort_by_key(|(g, _)| *g);
+        }
+    }
+
+    pub(crate) fn get(&self, generation: u32) -> Option<&ItemSecret> {
+        self.0
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .map(|(_, k)| k)
+    }
+
+    /// The newest key: what new parts are sealed with.
+    pub(crate) fn newest(&self) -> Option<(u32, &ItemSecret)> {
+        self.0.last().map(|(g, k)| (*g, k))
+    }
+}
+
 /// Seals and opens private items as the local member of one circle.
 pub trait Keyring: Send + Sync + fmt::Debug {
     /// Seals the content of new item `item` for `readers` (member ids; the local member,
@@ -62,8 +92,37 @@ pub trait Keyring: Send + Sync + fmt::Debug {
     ) -> Option<(ItemSecret, Zeroizing<Vec<u8>>)>;
 
     /// Seals a part of a private item (a reply, a claim's message, a thanks note) under
-    /// its key; `part` names where it goes, so that it cannot be moved elsewhere.
-    fn seal_part(&self, key: &ItemSecret, item: &str, part: &str, plaintext: &[u8]) -> Vec<u8>;
+    /// its key of generation `generation` (0: the key made with the item); `part` names
+    /// where it goes, so that it cannot be moved elsewhere.
+    fn seal_part(
+        &self,
+        key: &ItemSecret,
+        generation: u32,
+        item: &str,
+        part: &str,
+        plaintext: &[u8],
+    ) -> Vec<u8>;
+
+    /// Which key generation a sealed part needs.
+    fn part_generation(&self, sealed: &[u8]) -> Option<u32>;
+
+    /// A new key (generation `generation`) for item `item`, wrapped for `readers` (and
+    /// the local member, its author): the key and the renewal to store.
+    fn rekey_item(
+        &self,
+        item: &str,
+        readers: &[String],
+        generation: u32,
+    ) -> Result<(ItemSecret, Vec<u8>), CoreError>;
+
+    /// Opens a renewal of item `item` by `author`; `None` when not a reader of it.
+    fn open_rekey(
+        &self,
+        item: &str,
+        author: &str,
+        generation: u32,
+        renewal: &[u8],
+    ) -> Option<ItemSecret>;
 
     fn open_part(
         &self,

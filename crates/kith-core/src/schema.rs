@@ -69,6 +69,9 @@ pub(crate) const THANKS: &str = "y";
 pub(crate) const MESSAGE: &str = "m";
 /// Key of a claim's message sealed under a private item's key.
 pub(crate) const SEALED_MESSAGE: &str = "mx";
+/// Key of a private item's key renewals (generation -> renewal), written by its author
+/// after a reader was removed from the circle.
+pub(crate) const RENEWALS: &str = "xr";
 /// Key of a private item's sealed content (its readers' key slots are under "xk").
 pub(crate) const SEALED: &str = "x";
 /// Key of a check-in's "what would help", written only when given.

@@ -1905,3 +1905,96 @@ fn sizes_of_the_new_changes() {
         assert!(c.len() <= 300, "{} bytes", c.len());
     }
 }
+
+/// After a reader of a private item is removed, its author renews the item's key for the
+/// remaining readers: parts written from then on are sealed under the new key, which the
+/// removed reader, who kept the first key and receives every change, cannot open.
+#[test]
+fn a_removed_readers_private_item_gets_a_new_key() {
+    let mut l = life();
+    let (a, b, c, d) = (l.a.clone(), l.b.clone(), l.c.clone(), l.d.clone());
+    let item = iid(40);
+    let checkin = l
+        .ann
+        .post_checkin(
+            &item,
+            &NewCheckin {
+                mood: Mood::Low,
+                note: Some("FOR-BOB-AND-DAN".into()),
+                help: None,
+            },
+            &[b.clone(), d.clone()],
+            T0,
+        )
+        .unwrap();
+    l.share(&[checkin]);
+    let before = l
+        .bob
+        .reply(&item, &iid(41), "EARLIER-REPLY", T0 + 1)
+        .unwrap();
+    l.share(&[before]);
+    assert_eq!(l.dan.item(item.as_str()).unwrap().replies.len(), 1);
+    // Nothing to renew while nobody has been removed.
+    assert_eq!(l.ann.renew_private_keys().unwrap(), None);
+
+    let epoch = NewEpoch {
+        id: 77,
+        generation: 1,
+        commitment: [1; 32],
+        wraps: [&a, &b, &c]
+            .iter()
+            .map(|m| ((*m).clone(), vec![7; WRAPPED_LEN]))
+            .collect(),
+    };
+    let RemoveOutcome::Removed(removal) = l
+        .ann
+        .remove_member(&d, &epoch, "removal01", T0 + 2)
+        .unwrap()
+    else {
+        panic!("a policy of one removes at once");
+    };
+    l.share(&[removal]);
+    let renewal = l.ann.renew_private_keys().unwrap().expect("a renewal");
+    l.share(&[renewal]);
+    // Renewed once per removal: nothing more to do.
+    assert_eq!(l.ann.renew_private_keys().unwrap(), None);
+    assert_eq!(
+        l.bob.renew_private_keys().unwrap(),
+        None,
+        "only authors renew"
+    );
+
+    let after = l.bob.reply(&item, &iid(42), "LATER-REPLY", T0 + 3).unwrap();
+    l.share(std::slice::from_ref(&after));
+    for reader in [&l.ann, &l.bob] {
+        let replies = reader.item(item.as_str()).unwrap().replies;
+        let texts: Vec<&str> = replies.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(texts, ["EARLIER-REPLY", "LATER-REPLY"]);
+    }
+    // Dan kept the item and the earlier reply, not the later one: it is sealed under a key
+    // he never got, although his document holds its bytes.
+    let dans = l.dan.item(item.as_str()).unwrap();
+    let texts: Vec<&str> = dans.replies.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts, ["EARLIER-REPLY"]);
+    assert!(!contains(&after, "LATER-REPLY"));
+    // Everyone rebuilt from the log reads the same.
+    assert_eq!(l.fresh(1).item(item.as_str()).unwrap().replies.len(), 2);
+    assert_eq!(l.fresh(3).item(item.as_str()).unwrap().replies.len(), 1);
+
+    // Only the author renews, only once per generation.
+    let forged = raw_edit(&mut l.bob, |doc| {
+        let obj = item_obj(doc, "c", item.as_str());
+        let map = map_at(doc, &obj, "xr");
+        doc.put(&map, "2", vec![0u8; 10]).unwrap();
+    });
+    let overwrite = raw_edit(&mut l.ann, |doc| {
+        let obj = item_obj(doc, "c", item.as_str());
+        let map = map_at(doc, &obj, "xr");
+        doc.put(&map, "1", vec![0u8; 10]).unwrap();
+    });
+    for change in [forged, overwrite] {
+        let before = l.cat.rejected_count();
+        let _ = l.cat.apply_changes(std::slice::from_ref(&change));
+        assert_eq!(l.cat.rejected_count(), before + 1);
+    }
+}

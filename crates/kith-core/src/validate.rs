@@ -23,7 +23,7 @@ use crate::rules::{self, Write};
 use crate::schema::{
     ADDRESSES, APPROVALS, CHECKINS, CLAIMS, COMMITMENT, CREATED_AT, CUTOFF, DONE, EPOCHS,
     GENERATION, HANDED, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, POLICY, PROPOSALS,
-    QUIET, REMOVED, REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS, WRAPS,
+    QUIET, REMOVED, RENEWALS, REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS, WRAPS,
 };
 use crate::types::in_alphabet;
 use crate::{CoreError, ItemKind, Role, actor_for_member, invite_id_bytes};
@@ -61,6 +61,10 @@ enum Place {
         author: ActorId,
     },
     Thanks {
+        author: ActorId,
+    },
+    /// A private item's key renewals, written by its author.
+    Renewals {
         author: ActorId,
     },
     /// The claims map of a request, offer or slot.
@@ -141,6 +145,9 @@ fn child_place(parent: &Place, key: &str, actor: &ActorId) -> Place {
         } if key == THANKS => Place::Thanks {
             author: author.clone(),
         },
+        Place::Item { author, .. } if key == RENEWALS => Place::Renewals {
+            author: author.clone(),
+        },
         Place::Slots { author } => Place::Slot {
             author: author.clone(),
         },
@@ -184,6 +191,47 @@ pub(crate) struct Checker<'a> {
     /// Roster keys by actor, from the document with the batch applied.
     members_by_actor: HashMap<ActorId, String>,
     places: HashMap<(u64, ActorId), Place>,
+    /// Removals whose cutoff is checked once every change is read (it needs the change
+    /// history, which [`verify_cutoffs`] reads).
+    pub(crate) cutoffs_to_verify: Vec<CutoffCheck>,
+}
+
+/// A removal's cutoff, to be checked against the removed member's history.
+pub(crate) struct CutoffCheck {
+    pub change: ChangeHash,
+    heads: Vec<ChangeHash>,
+    member: String,
+    cutoff: u64,
+}
+
+/// Checks each removal's cutoff: it must be the highest op counter of the removed
+/// member's changes as of the removal's own history, which every member computes alike.
+/// Returns the removals whose cutoff is wrong.
+pub(crate) fn verify_cutoffs(doc: &mut AutoCommit, checks: Vec<CutoffCheck>) -> Vec<ChangeHash> {
+    let mut wrong = Vec::new();
+    for check in checks {
+        let Ok(actor) = actor_for_member(&check.member) else {
+            wrong.push(check.change);
+            continue;
+        };
+        let actor = ActorId::from(actor);
+        let later: std::collections::HashSet<ChangeHash> = doc
+            .get_changes(&check.heads)
+            .iter()
+            .map(Change::hash)
+            .collect();
+        let expected = doc
+            .get_changes_meta(&[])
+            .iter()
+            .filter(|c| *c.actor == actor && !later.contains(&c.hash))
+            .map(|c| c.max_op)
+            .max()
+            .unwrap_or(0);
+        if expected != check.cutoff {
+            wrong.push(check.change);
+        }
+    }
+    wrong
 }
 
 impl<'a> Checker<'a> {
@@ -204,6 +252,7 @@ impl<'a> Checker<'a> {
             doc,
             genesis_allowed,
             bound_to,
+            cutoffs_to_verify: Vec::new(),
             members_by_actor,
             places: HashMap::new(),
         }
@@ -319,6 +368,7 @@ impl<'a> Checker<'a> {
                             | Place::Proposals
                             | Place::Proposal { .. }
                             | Place::Approvals
+                            | Place::Renewals { .. }
                     ) || (matches!(parent, Place::Entry(_))
                         && [REMOVED, CUTOFF, HANDED].contains(&key))
                         || (parent == Place::Root && key == POLICY)
@@ -339,6 +389,14 @@ impl<'a> Checker<'a> {
             self.may_add_entry(member, &writer, &heads, genesis, &change_state)?;
         }
         self.may_finish_removals(change, &heads, &change_state)?;
+        for (member, cutoff) in change_state.cutoffs {
+            self.cutoffs_to_verify.push(CutoffCheck {
+                change: change.hash(),
+                heads: heads.clone(),
+                member,
+                cutoff,
+            });
+        }
         if genesis {
             self.genesis_allowed = false;
         }
@@ -433,7 +491,11 @@ impl<'a> Checker<'a> {
             }
             (
                 Place::Item { author, .. } | Place::Slots { author } | Place::Slot { author },
-                Place::Claims | Place::Slots { .. } | Place::Slot { .. } | Place::Thanks { .. },
+                Place::Claims
+                | Place::Slots { .. }
+                | Place::Slot { .. }
+                | Place::Thanks { .. }
+                | Place::Renewals { .. },
             ) => self.only_author(key, author, writer, false),
             (Place::Claims, Place::Claim(owner)) => rules::authorize(
                 &Write::Claim { request: "", owner },
@@ -520,6 +582,9 @@ impl<'a> Checker<'a> {
                 Ok(())
             }
             Place::Invites => Err(refused("only invites are written in the invites map")),
+            Place::Entry(owner) if !fresh && self.removed_at(owner, heads) => Err(refused(
+                "a removed member's roster entry is not written again",
+            )),
             Place::Entry(_) if key == HANDED && !fresh => Err(refused(
                 "the epochs handed to a member are written with their entry",
             )),
@@ -539,6 +604,12 @@ impl<'a> Checker<'a> {
             | Place::Slots { author }
             | Place::Slot { author }
             | Place::Thanks { author } => self.only_author(key, author, writer, false),
+            Place::Renewals { author } => {
+                if parse_epoch_id(key).is_none() {
+                    return Err(refused("a key renewal is numbered from 1"));
+                }
+                self.only_author(key, author, writer, false)
+            }
             Place::Claim(owner) => rules::authorize(
                 &Write::Claim { request: "", owner },
                 writer,
@@ -628,6 +699,11 @@ impl<'a> Checker<'a> {
                 }
                 if key == REMOVED {
                     state.removed.push(member.clone());
+                } else {
+                    let cutoff = scalar_i64(value)
+                        .and_then(|c| u64::try_from(c).ok())
+                        .ok_or_else(|| refused("a cutoff is a number"))?;
+                    state.cutoffs.push((member.clone(), cutoff));
                 }
                 Ok(())
             }
@@ -648,6 +724,11 @@ impl<'a> Checker<'a> {
                 state.wrapped_for.push(key.to_string());
                 Ok(())
             }
+            Place::Entry(member) if key == ROLE && !state.new_entries.contains(member) => {
+                let role = value.as_str().map_or(Role::Member, Role::from_stored);
+                state.roles.push((member.clone(), role));
+                Ok(())
+            }
             Place::Root if key == POLICY => {
                 let ok = scalar_i64(value)
                     .and_then(|k| u32::try_from(k).ok())
@@ -662,6 +743,12 @@ impl<'a> Checker<'a> {
                 state.marks_done = true;
                 Ok(())
             }
+            Place::Renewals { .. } => {
+                if !matches!(value, automerge::ScalarValue::Bytes(_)) || !preds.is_empty() {
+                    return Err(refused("a key renewal is bytes, written once"));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -674,6 +761,14 @@ impl<'a> Checker<'a> {
         heads: &[ChangeHash],
         state: &ChangeState,
     ) -> Result<(), CoreError> {
+        // A removal is its time and its cutoff together, never one alone.
+        let mut removed: Vec<&String> = state.removed.iter().collect();
+        let mut cut: Vec<&String> = state.cutoffs.iter().map(|(m, _)| m).collect();
+        removed.sort();
+        cut.sort();
+        if removed != cut {
+            return Err(refused("a removal writes its time and its cutoff together"));
+        }
         for member in &state.removed {
             if state.new_epochs == 0 {
                 return Err(refused("a removal comes with a new key epoch"));
@@ -684,9 +779,9 @@ impl<'a> Checker<'a> {
                 ));
             }
         }
-        if state.marks_done && state.policy.is_none() {
+        if state.marks_done && state.policy.is_none() && state.roles.is_empty() {
             return Err(refused(
-                "only setting the policy carries out a policy proposal",
+                "only setting the policy or a role carries out such a proposal",
             ));
         }
         let needed = self.policy_at(heads);
@@ -700,6 +795,16 @@ impl<'a> Checker<'a> {
             if have < needed {
                 return Err(CoreError::NeedsApprovals {
                     what: format!("removing {member}"),
+                    missing: needed - have,
+                });
+            }
+        }
+        for (member, role) in &state.roles {
+            let action = ProposalAction::Role(member.clone(), *role);
+            let have = self.approvals_at(&action, heads, &after);
+            if have < needed {
+                return Err(CoreError::NeedsApprovals {
+                    what: "changing a role".into(),
                     missing: needed - have,
                 });
             }
@@ -833,7 +938,9 @@ impl<'a> Checker<'a> {
             };
         }
         let writer_role = self.role_at(writer, heads);
-        if writer_role == Some(Role::Steward) {
+        // Under a policy of K approvals, a steward adds nobody alone: every new entry is
+        // an admission through an invite K stewards approved.
+        if writer_role == Some(Role::Steward) && self.policy_at(heads) <= 1 {
             return Ok(());
         }
         rules::authorize(&Write::Admit { invite: "" }, writer, writer_role)?;
@@ -956,13 +1063,16 @@ impl<'a> Checker<'a> {
 struct ChangeState {
     new_entries: Vec<String>,
     entry_fields: Vec<(String, String, automerge::ScalarValue)>,
-    /// Members this change removes.
+    /// Members this change removes, and the cutoffs it writes (member, value).
     removed: Vec<String>,
+    cutoffs: Vec<(String, u64)>,
     /// Epochs this change makes, and the recipients of the wraps it writes (in any epoch).
     new_epochs: usize,
     wrapped_for: Vec<String>,
-    /// The policy this change sets, and whether it marks a proposal done.
+    /// The policy this change sets, the roles it changes, and whether it marks a
+    /// proposal done.
     policy: Option<automerge::ScalarValue>,
+    roles: Vec<(String, Role)>,
     marks_done: bool,
 }
 

@@ -71,7 +71,10 @@ pub use invite::{
     MAX_INVITE_TOTAL_ADDRESSES, invite_authority, invite_id, invite_verifier_key,
 };
 pub use kdf::{KdfParams, derive_key_from_passphrase, derive_subkey};
-pub use sealed::{ItemKey, KEY_SLOT_LEN, MAX_READERS, open_item, open_part, seal_item, seal_part};
+pub use sealed::{
+    ItemKey, KEY_SLOT_LEN, MAX_READERS, open_item, open_part, open_rekey, part_generation,
+    rekey_item, seal_item, seal_part, seal_part_at,
+};
 pub use secret::{EpochKey, Secret};
 pub use symmetric::{open_random_nonce, open_with_nonce, seal_random_nonce, seal_with_nonce};
 pub use wrap::{WRAPPED_KEY_LEN, WrappedKey, unwrap_epoch_key, wrap_epoch_key};

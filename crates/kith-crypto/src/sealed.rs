@@ -63,6 +63,10 @@ const SLOT_DOMAIN: &[u8] = b"kith/item-key-wrap/v1";
 const BODY_DOMAIN: &[u8] = b"kith/item-body/v1";
 /// Replies, claims and other parts sealed under an item's key.
 const PART_DOMAIN: &[u8] = b"kith/item-part/v1";
+/// Renewed item keys (after a reader's removal).
+const REKEY_DOMAIN: &[u8] = b"kith/item-rekey/v1";
+/// The layout of a part sealed under a renewed key: it names its key generation.
+const PART_VERSION_GENERATION: u8 = 2;
 /// Ciphertext of a 32-byte item key with its Poly1305 tag.
 const SLOT_CIPHERTEXT_LEN: usize = 32 + TAG_LEN;
 /// XChaCha20 nonce length.
@@ -217,17 +221,190 @@ pub fn open_part(
     part: &str,
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let (version, rest) = sealed.split_first().ok_or(CryptoError::Malformed {
+    let malformed = |reason| CryptoError::Malformed {
         what: "sealed part",
-        reason: "empty",
-    })?;
-    if *version != VERSION {
+        reason,
+    };
+    let (version, rest) = sealed.split_first().ok_or(malformed("empty"))?;
+    match *version {
+        VERSION => open_random_nonce(&part_key(key), &part_aad(circle, item, part), rest),
+        PART_VERSION_GENERATION => {
+            let (generation, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or(malformed("too short"))?;
+            let generation = u32::from_be_bytes(*generation);
+            open_random_nonce(
+                &part_key(key),
+                &part_aad_at(circle, item, part, generation),
+                rest,
+            )
+        }
+        _ => Err(malformed("unknown version")),
+    }
+}
+
+/// Renews private item `item`'s key for `readers` (the author is always added), as key
+/// generation `generation` (1 and up; the key made with the item is generation 0). Used
+/// after a reader is removed from the circle: parts written afterwards are sealed under
+/// the new key, which the removed reader never gets. Returns the key and the renewal:
+///
+/// ```text
+/// renewal      version (1) || commitment (32) || key slots (as for the item, with the
+///              label "<item>#<generation>" in place of the item id)
+/// commitment   HKDF-SHA256(salt = "kith/item-rekey/v1", ikm = new key,
+///              info = "kith/item-rekey/v1" || version || circle || len(label) || label), 32
+/// ```
+pub fn rekey_item<R: CryptoRng + ?Sized>(
+    author: &DeviceIdentity,
+    readers: &[MemberId],
+    circle: &CircleId,
+    item: &str,
+    generation: u32,
+    rng: &mut R,
+) -> Result<(ItemKey, Vec<u8>), CryptoError> {
+    if generation == 0 {
         return Err(CryptoError::Malformed {
-            what: "sealed part",
-            reason: "unknown version",
+            what: "key generation",
+            reason: "generation 0 is the item's own key",
         });
     }
-    open_random_nonce(&part_key(key), &part_aad(circle, item, part), rest)
+    let author_id = author.member_id();
+    let audience: BTreeSet<MemberId> = readers
+        .iter()
+        .copied()
+        .chain(std::iter::once(author_id))
+        .collect();
+    if audience.len() > MAX_READERS {
+        return Err(CryptoError::Malformed {
+            what: "private item readers",
+            reason: "more than MAX_READERS readers",
+        });
+    }
+    let label = generation_label(item, generation);
+    let key = ItemKey::generate(rng);
+    let author_secret = author.x25519_secret();
+    let author_x = PublicKey::from(&author_secret).to_bytes();
+    let mut slots = Vec::with_capacity(audience.len());
+    for reader in &audience {
+        slots.push(wrap_slot(
+            &author_secret,
+            &author_x,
+            &author_id,
+            reader,
+            circle,
+            &label,
+            &key,
+            rng,
+        )?);
+    }
+    slots.shuffle(rng);
+    let mut out = Vec::with_capacity(1 + COMMITMENT_LEN + slots.len() * KEY_SLOT_LEN);
+    out.push(VERSION);
+    out.extend_from_slice(&rekey_commitment(&key, circle, &label));
+    out.extend_from_slice(&slots.concat());
+    Ok((key, out))
+}
+
+/// Opens a renewal [`rekey_item`] made, as `reader`: the new key if this reader is among
+/// its readers and it matches its commitment; an error otherwise, never a panic.
+pub fn open_rekey(
+    reader: &DeviceIdentity,
+    author: &MemberId,
+    circle: &CircleId,
+    item: &str,
+    generation: u32,
+    renewal: &[u8],
+) -> Result<ItemKey, CryptoError> {
+    let malformed = |reason| CryptoError::Malformed {
+        what: "key renewal",
+        reason,
+    };
+    let (version, rest) = renewal.split_first().ok_or(malformed("empty"))?;
+    if *version != VERSION {
+        return Err(malformed("unknown version"));
+    }
+    let (commitment, slots) = rest
+        .split_first_chunk::<COMMITMENT_LEN>()
+        .ok_or(malformed("too short"))?;
+    check_slots(slots)?;
+    let label = generation_label(item, generation);
+    let author_x = x25519_public(author)?;
+    let reader_secret = reader.x25519_secret();
+    let reader_x = PublicKey::from(&reader_secret).to_bytes();
+    let dh_ss = reader_secret.diffie_hellman(&author_x);
+    let context = slot_context(circle, &label, author, &reader.member_id());
+    let key = slots
+        .chunks_exact(KEY_SLOT_LEN)
+        .find_map(|slot| {
+            open_slot(
+                &reader_secret,
+                &reader_x,
+                &author_x.to_bytes(),
+                &dh_ss,
+                &context,
+                slot,
+            )
+        })
+        .ok_or(CryptoError::DecryptFailed)?;
+    if !bool::from(rekey_commitment(&key, circle, &label).ct_eq(commitment)) {
+        return Err(CryptoError::DecryptFailed);
+    }
+    Ok(key)
+}
+
+/// [`seal_part`] under key generation `generation`: generation 0 (the item's own key)
+/// writes the first layout; later ones write `version (2) || generation (u32 BE) || nonce
+/// || ciphertext`, with the generation in the associated data, so that readers know which
+/// key to use and a part cannot be moved between generations.
+pub fn seal_part_at<R: CryptoRng + ?Sized>(
+    key: &ItemKey,
+    generation: u32,
+    circle: &CircleId,
+    item: &str,
+    part: &str,
+    plaintext: &[u8],
+    rng: &mut R,
+) -> Vec<u8> {
+    if generation == 0 {
+        return seal_part(key, circle, item, part, plaintext, rng);
+    }
+    let sealed = seal_random_nonce(
+        &part_key(key),
+        &part_aad_at(circle, item, part, generation),
+        plaintext,
+        rng,
+    );
+    let mut out = Vec::with_capacity(1 + 4 + sealed.len());
+    out.push(PART_VERSION_GENERATION);
+    out.extend_from_slice(&generation.to_be_bytes());
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Which key generation a sealed part needs (`None`: not a sealed part).
+pub fn part_generation(sealed: &[u8]) -> Option<u32> {
+    match sealed.split_first()? {
+        (&VERSION, _) => Some(0),
+        (&PART_VERSION_GENERATION, rest) => {
+            let (generation, _) = rest.split_first_chunk::<4>()?;
+            Some(u32::from_be_bytes(*generation))
+        }
+        _ => None,
+    }
+}
+
+fn generation_label(item: &str, generation: u32) -> String {
+    // '#' is not in the id alphabet, so no item id reads as another item's label.
+    format!("{item}#{generation}")
+}
+
+fn rekey_commitment(key: &ItemKey, circle: &CircleId, label: &str) -> [u8; COMMITMENT_LEN] {
+    let mut info = Vec::with_capacity(REKEY_DOMAIN.len() + 1 + 16 + 8 + label.len());
+    info.extend_from_slice(REKEY_DOMAIN);
+    info.push(VERSION);
+    info.extend_from_slice(&circle.0);
+    push_prefixed(&mut info, label.as_bytes());
+    *expand::<COMMITMENT_LEN>(REKEY_DOMAIN, key.0.expose_secret(), &info)
 }
 
 /// Wraps `key` for one reader: a fresh ephemeral key, so slots are unlinkable.
@@ -380,6 +557,18 @@ fn part_aad(circle: &CircleId, item: &str, part: &str) -> Vec<u8> {
     out
 }
 
+/// [`part_aad`] of the second layout: its version, then the key generation at the end.
+fn part_aad_at(circle: &CircleId, item: &str, part: &str, generation: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PART_DOMAIN.len() + 1 + 16 + 16 + item.len() + part.len() + 4);
+    out.extend_from_slice(PART_DOMAIN);
+    out.push(PART_VERSION_GENERATION);
+    out.extend_from_slice(&circle.0);
+    push_prefixed(&mut out, item.as_bytes());
+    push_prefixed(&mut out, part.as_bytes());
+    out.extend_from_slice(&generation.to_be_bytes());
+    out
+}
+
 fn push_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     // usize is at most 64 bits on every Rust target, so the cast is lossless.
     out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
@@ -516,6 +705,79 @@ mod tests {
         // A fresh key each time.
         let (again, _, _) = sealed(&mut f);
         assert_ne!(again, key);
+    }
+
+    /// After Carol's removal Alice renews the key for Bob alone: Bob opens it, Carol (who
+    /// kept the first key) does not, and parts under it open only with it.
+    #[test]
+    fn a_renewed_key_leaves_the_removed_reader_out() {
+        let mut f = fixture();
+        let (first, _, _) = sealed(&mut f);
+        let alice = f.alice.member_id();
+        let (renewed, renewal) = rekey_item(
+            &f.alice,
+            &[f.bob.member_id()],
+            &f.circle,
+            ITEM,
+            1,
+            &mut f.rng,
+        )
+        .unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(renewal.len(), 1 + COMMITMENT_LEN + 2 * KEY_SLOT_LEN);
+        for reader in [&f.alice, &f.bob] {
+            let key = open_rekey(reader, &alice, &f.circle, ITEM, 1, &renewal).unwrap();
+            assert_eq!(key, renewed);
+        }
+        for outsider in [&f.carol, &f.dave] {
+            assert_eq!(
+                open_rekey(outsider, &alice, &f.circle, ITEM, 1, &renewal),
+                Err(CryptoError::DecryptFailed)
+            );
+        }
+        // Bound to its generation, item, circle and author.
+        let bob = &f.bob;
+        assert!(open_rekey(bob, &alice, &f.circle, ITEM, 2, &renewal).is_err());
+        assert!(open_rekey(bob, &alice, &f.circle, "abcdefgh24", 1, &renewal).is_err());
+        assert!(open_rekey(bob, &alice, &CircleId([9; 16]), ITEM, 1, &renewal).is_err());
+        assert!(open_rekey(bob, &f.carol.member_id(), &f.circle, ITEM, 1, &renewal).is_err());
+        assert!(rekey_item(&f.alice, &[], &f.circle, ITEM, 0, &mut f.rng).is_err());
+        // Every flipped bit and truncation is refused, never a panic.
+        for i in 0..renewal.len() {
+            let mut bad = renewal.clone();
+            bad[i] ^= 0x20;
+            // Never a wrong key: a damaged header fails; damage in another reader's slot
+            // leaves Bob's own slot, and the same key.
+            if let Ok(key) = open_rekey(bob, &alice, &f.circle, ITEM, 1, &bad) {
+                assert!(i > COMMITMENT_LEN && key == renewed, "byte {i}");
+            }
+            // Cut at a slot boundary, the slots left still open to the same key (the
+            // renewal is written once, by the author, inside a signed change).
+            if let Ok(key) = open_rekey(bob, &alice, &f.circle, ITEM, 1, &renewal[..i]) {
+                assert_eq!(key, renewed);
+            }
+        }
+
+        // Parts: generation 0 keeps the first layout; later ones name their generation.
+        let old = seal_part_at(&first, 0, &f.circle, ITEM, "reply:r1", b"hi", &mut f.rng);
+        assert_eq!(old.first(), Some(&VERSION));
+        assert_eq!(part_generation(&old), Some(0));
+        let new = seal_part_at(&renewed, 1, &f.circle, ITEM, "reply:r2", b"ok", &mut f.rng);
+        assert_eq!(part_generation(&new), Some(1));
+        assert_eq!(
+            &open_part(&renewed, &f.circle, ITEM, "reply:r2", &new).unwrap()[..],
+            b"ok"
+        );
+        // The first key, which Carol kept, opens none of it.
+        assert!(open_part(&first, &f.circle, ITEM, "reply:r2", &new).is_err());
+        // A part moved to another generation, place or item does not open.
+        let mut moved = new.clone();
+        moved[1..5].copy_from_slice(&2u32.to_be_bytes());
+        assert!(open_part(&renewed, &f.circle, ITEM, "reply:r2", &moved).is_err());
+        assert!(open_part(&renewed, &f.circle, ITEM, "reply:r3", &new).is_err());
+        assert_eq!(part_generation(&[]), None);
+        assert_eq!(part_generation(&[2, 0, 0]), None);
+        assert_eq!(part_generation(&[7]), None);
     }
 
     #[test]

@@ -81,15 +81,70 @@ impl Keyring for CircleKeyring {
         Some((to_secret(&key), plaintext))
     }
 
-    fn seal_part(&self, key: &ItemSecret, item: &str, part: &str, plaintext: &[u8]) -> Vec<u8> {
-        kith_crypto::seal_part(
+    fn seal_part(
+        &self,
+        key: &ItemSecret,
+        generation: u32,
+        item: &str,
+        part: &str,
+        plaintext: &[u8],
+    ) -> Vec<u8> {
+        kith_crypto::seal_part_at(
             &to_item_key(key),
+            generation,
             &self.circle,
             item,
             part,
             plaintext,
             &mut rand::rng(),
         )
+    }
+
+    fn part_generation(&self, sealed: &[u8]) -> Option<u32> {
+        kith_crypto::part_generation(sealed)
+    }
+
+    fn rekey_item(
+        &self,
+        item: &str,
+        readers: &[String],
+        generation: u32,
+    ) -> Result<(ItemSecret, Vec<u8>), CoreError> {
+        let readers = readers
+            .iter()
+            .map(|r| r.parse::<MemberId>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CoreError::Document(format!("a reader's id: {e}")))?;
+        let (key, renewal) = kith_crypto::rekey_item(
+            &self.identity,
+            &readers,
+            &self.circle,
+            item,
+            generation,
+            &mut rand::rng(),
+        )
+        .map_err(|e| CoreError::Document(format!("cannot renew the item's key: {e}")))?;
+        Ok((to_secret(&key), renewal))
+    }
+
+    fn open_rekey(
+        &self,
+        item: &str,
+        author: &str,
+        generation: u32,
+        renewal: &[u8],
+    ) -> Option<ItemSecret> {
+        let author = author.parse::<MemberId>().ok()?;
+        let key = kith_crypto::open_rekey(
+            &self.identity,
+            &author,
+            &self.circle,
+            item,
+            generation,
+            renewal,
+        )
+        .ok()?;
+        Some(to_secret(&key))
     }
 
     fn open_part(

@@ -134,6 +134,8 @@ pub(crate) struct NetState {
     pub join_window: bool,
     /// Our addresses changed or a circle was added: publish them between requests.
     pub addresses_dirty: bool,
+    /// Look after the circles' keys once the current request is submitted.
+    pub keys_dirty: bool,
     /// When to next compare vectors with each connected peer, and the pause after that.
     pub next_hello: HashMap<PeerId, (Instant, Duration)>,
     /// When the first invite that keeps the join window open expires.
@@ -167,6 +169,7 @@ impl NetState {
             known_addresses: HashSet::new(),
             join_window: false,
             addresses_dirty: false,
+            keys_dirty: false,
             next_hello: HashMap::new(),
             join_window_expiry: None,
             next_key_check: Instant::now(),
@@ -807,6 +810,37 @@ impl Node {
                 Ok(outcome) => self.submit(outcome, None),
                 Err(Refusal(_, message)) => tracing::warn!(%message, "a key change was not sealed"),
             }
+        }
+        // Private items of this member whose audience lost someone get a new key.
+        // (Only with a clean key to seal it with: a change written must be sealed.)
+        let renewal = match self.circles.get_mut(index) {
+            Some(circle) => {
+                let now = now_ms();
+                if circle
+                    .keys
+                    .write_epoch(&self.identity, &circle.doc, now)
+                    .is_some()
+                {
+                    circle.doc.renew_private_keys()
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        };
+        match renewal {
+            Ok(Some(change)) => {
+                tracing::info!("renewed the keys of private items after a removal");
+                let answer = Reply::Done { id: String::new() };
+                match self.seal_outcome(index, &change, answer, None) {
+                    Ok(outcome) => self.submit(outcome, None),
+                    Err(Refusal(_, message)) => {
+                        tracing::warn!(%message, "a key renewal was not sealed");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "private items' keys could not be renewed"),
         }
         !upkeep.learned.is_empty()
     }

@@ -1073,6 +1073,13 @@ pub(crate) async fn run(
         if node.net.addresses_dirty {
             node.publish_addresses();
         }
+        if node.net.keys_dirty {
+            // After a local removal: renew this member's private items' keys.
+            node.net.keys_dirty = false;
+            for index in 0..node.circles.len() {
+                node.key_upkeep(index, false);
+            }
+        }
     }
     node.settle_joins(true);
     let _ = node.net.net.shutdown().await;

@@ -90,6 +90,15 @@ impl Node {
                 let outcome = circle.doc.set_policy(k, &proposal.id, now)?;
                 self.policy_outcome(index, k, outcome)
             }
+            ProposalAction::Role(member, role) => {
+                let now = now_ms();
+                let circle = self
+                    .circles
+                    .get_mut(index)
+                    .ok_or_else(crate::node::no_circle)?;
+                let outcome = circle.doc.change_role(&member, role, &proposal.id, now)?;
+                self.role_outcome(index, &member, outcome)
+            }
         }
     }
 
@@ -212,6 +221,7 @@ impl Node {
                     missing: 0,
                 };
                 let outcome = self.seal_outcome_with(index, seal_with, &change, answer, None)?;
+                self.net.keys_dirty = true;
                 self.refresh_allowed();
                 self.refresh_join_window();
                 Ok(outcome)
@@ -303,6 +313,15 @@ impl Node {
             let (action, target, target_name) = match &p.action {
                 ProposalAction::Remove(m) => ("remove", m.clone(), doc.member_name(m)),
                 ProposalAction::Policy(k) => ("policy", k.to_string(), None),
+                ProposalAction::Role(m, role) => (
+                    if *role == Role::Steward {
+                        "appoint"
+                    } else {
+                        "step down"
+                    },
+                    m.clone(),
+                    doc.member_name(m),
+                ),
             };
             pending.push(PendingInfo {
                 id: p.id.clone(),
@@ -360,9 +379,37 @@ impl Node {
             .get_mut(index)
             .ok_or_else(crate::node::no_circle)?;
         let member = circle.doc.resolve_member(member)?;
-        let change = circle.doc.set_role(&member, role, now)?;
-        let answer = Reply::Done { id: member };
-        self.seal_outcome(index, &change, answer, None)
+        let outcome = circle.doc.change_role(&member, role, &proposal_id(), now)?;
+        self.role_outcome(index, &member, outcome)
+    }
+
+    fn role_outcome(
+        &mut self,
+        index: usize,
+        member: &str,
+        outcome: RemoveOutcome,
+    ) -> Result<Outcome, Refusal> {
+        match outcome {
+            RemoveOutcome::Removed(change) => {
+                let answer = Reply::Done {
+                    id: member.to_string(),
+                };
+                self.seal_outcome(index, &change, answer, None)
+            }
+            RemoveOutcome::Pending {
+                change,
+                proposal,
+                missing,
+            } => {
+                let answer = Reply::Removal {
+                    member: member.to_string(),
+                    outcome: "pending".into(),
+                    proposal: Some(proposal),
+                    missing,
+                };
+                self.seal_outcome(index, &change, answer, None)
+            }
+        }
     }
 
     /// `kith invite list`.
