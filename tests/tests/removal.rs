@@ -453,3 +453,40 @@ fn scheduled_rotation_moves_every_member_to_a_new_key() -> Result<()> {
     let _ = rotated;
     Ok(())
 }
+
+#[test]
+fn a_member_offline_during_a_removal_catches_up_on_the_new_key() -> Result<()> {
+    let ann = Node::networked("ann")?;
+    ann.ok(&["circle", "create", "Offline"])?;
+    let mut cy = Node::networked("cy")?;
+    cy.join(&ann.invite(&[])?)?;
+    let dan = Node::networked("dan")?;
+    dan.join(&ann.invite(&[])?)?;
+    let dan_id = dan.json(&["status"])?["member_id"]
+        .as_str()
+        .context("no member id")?
+        .to_string();
+    let hello = post(&dan, &marker("hello"))?;
+    wait_sees(&cy, &hello)?;
+    let epoch_before = status_circle(&cy)?["epoch"].as_u64();
+
+    // Cy is away while Ann removes Dan and posts.
+    cy.stop()?;
+    ann.json(&["remove", &dan_id])?;
+    let news = post(&ann, &marker("while-away"))?;
+    let epoch_after = status_circle(&ann)?["epoch"].as_u64();
+    assert_ne!(epoch_before, epoch_after);
+
+    cy.start_networked()?;
+    wait_sees(&cy, &news)?;
+    assert!(!member_ids(&cy)?.contains(&dan_id));
+    wait_until(WAIT, "cy on the new epoch", || {
+        (status_circle(&cy).ok()?["epoch"].as_u64() == epoch_after).then_some(())
+    })?;
+    // And what Cy writes now, Ann reads, and Dan never gets.
+    let reply = post(&cy, &marker("back"))?;
+    wait_sees(&ann, &reply)?;
+    assert!(!dan.feed_ids().contains(&reply));
+    assert!(!dan.feed_ids().contains(&news));
+    Ok(())
+}
