@@ -5,7 +5,7 @@
 //! items), so the whole feed is read once (on load) and then only the keys that an edit
 //! or a received batch touched are read again. Automerge's patches name those keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::{
@@ -251,12 +251,20 @@ impl Feed {
         for (container, key) in keys {
             if container == MEMBERS {
                 let (members, former) = read_members(doc);
-                let ids = |ms: &[MemberView]| ms.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
-                let mut old = ids(&self.members);
-                let mut new = ids(&members);
-                old.sort();
-                new.sort();
-                if old != new {
+                // Who counts, and what of the removed counts (a cutoff can change).
+                let shape = |ms: &[MemberView], fs: &[MemberView]| {
+                    let mut out: Vec<(String, Option<u64>)> = ms
+                        .iter()
+                        .map(|m| (m.id.clone(), None))
+                        .chain(
+                            fs.iter()
+                                .map(|m| (m.id.clone(), m.removed.map(|r| r.cutoff))),
+                        )
+                        .collect();
+                    out.sort();
+                    out
+                };
+                if shape(&self.members, &self.former) != shape(&members, &former) {
                     // Someone's entry became readable or unreadable: authorship changed.
                     *self = Feed::read(doc, self.keyring.take());
                     return;
@@ -948,12 +956,29 @@ fn read_members(doc: &AutoCommit) -> (Vec<MemberView>, Vec<MemberView>) {
             Some((actor_for_member(&m.id).ok()?.to_vec(), removal.cutoff))
         })
         .collect();
-    all.retain(|(_, obj)| match obj {
-        ObjId::Id(counter, actor, _) => cutoffs
-            .get(actor.to_bytes())
-            .is_none_or(|cut| counter <= cut),
-        ObjId::Root => false,
-    });
+    // An entry made by a removed member after their cutoff does not count, nor one made
+    // by such a member, and so on: nobody comes back in two steps.
+    let mut void_actors: HashSet<Vec<u8>> = HashSet::new();
+    loop {
+        let before = all.len();
+        all.retain(|(m, obj)| {
+            let counts = match obj {
+                ObjId::Id(counter, actor, _) => {
+                    let actor = actor.to_bytes();
+                    cutoffs.get(actor).is_none_or(|cut| counter <= cut)
+                        && !void_actors.contains(actor)
+                }
+                ObjId::Root => false,
+            };
+            if !counts && let Ok(actor) = actor_for_member(&m.id) {
+                void_actors.insert(actor.to_vec());
+            }
+            counts
+        });
+        if all.len() == before {
+            break;
+        }
+    }
     let (mut former, mut current): (Vec<MemberView>, Vec<MemberView>) = all
         .into_iter()
         .map(|(m, _)| m)

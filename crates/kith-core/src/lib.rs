@@ -50,7 +50,7 @@ pub use membership::{
     EpochView, KeyPlan, MAX_APPROVALS, NewEpoch, ProposalAction, ProposalView, RemoveOutcome,
     Rotation, WRAPPED_LEN, WrapView,
 };
-pub use payload::Payload;
+pub use payload::{KeyShare, MAX_SHARED_WRAPS, Payload};
 pub use private::{ItemSecret, Keyring, MAX_AUDIENCE};
 pub use types::{
     ClaimView, HelpKind, Horizon, InviteView, ItemEdit, ItemId, ItemKind, ItemView, MemberView,

@@ -37,6 +37,11 @@ pub struct EpochView {
     /// The member who made it.
     pub creator: String,
     pub created_at: i64,
+    /// How many removals the roster held when it was made, its own included.
+    pub removals: u64,
+    /// False for an epoch a removed member made after their cutoff: its key still opens
+    /// what was sealed with it, but nobody writes with it.
+    pub counted: bool,
     pub wraps: Vec<WrapView>,
 }
 
@@ -89,21 +94,57 @@ pub struct KeyPlan {
     pub holders: BTreeMap<u32, BTreeSet<String>>,
     /// Every epoch id, oldest first (by generation, then id).
     pub order: Vec<u32>,
+    /// The clean epochs (no removal since they were made), oldest first.
+    pub clean: Vec<u32>,
+    /// How many removals the roster holds: what a new epoch records.
+    pub removals: u64,
+    /// The epochs each current member was handed at their join (out of band, so surely
+    /// held even while the member cannot yet apply the changes that wrapped others).
+    pub handed: BTreeMap<String, BTreeSet<u32>>,
 }
 
 impl KeyPlan {
     /// The newest epoch in `held` that every one of `readers` holds: what a change about
     /// keys (a rotation, a share) is sealed with, so that its readers can open it even
     /// when they lack the newest key.
+    /// What a key share for `readers` is sealed with: a clean epoch each of them was
+    /// handed at the join (they surely hold it, whatever they have applied); else
+    /// [`KeyPlan::common_epoch`]; else any epoch they were all handed.
+    pub fn share_epoch(&self, held: &BTreeSet<u32>, readers: &[String]) -> Option<u32> {
+        let all_handed = |epoch: &u32| {
+            held.contains(epoch)
+                && readers.iter().all(|r| {
+                    self.handed
+                        .get(r.as_str())
+                        .is_some_and(|h| h.contains(epoch))
+                })
+        };
+        self.clean
+            .iter()
+            .rev()
+            .copied()
+            .find(all_handed)
+            .or_else(|| self.common_epoch(held, readers))
+            .or_else(|| self.order.iter().rev().copied().find(all_handed))
+    }
+
+    /// Clean epochs first: a removed member holds the others (and would learn at least
+    /// that keys changed hands).
     pub fn common_epoch(&self, held: &BTreeSet<u32>, readers: &[String]) -> Option<u32> {
-        self.order.iter().rev().copied().find(|epoch| {
+        let all_hold = |epoch: &u32| {
             held.contains(epoch)
                 && readers.iter().all(|r| {
                     self.holders
                         .get(epoch)
                         .is_some_and(|h| h.contains(r.as_str()))
                 })
-        })
+        };
+        self.clean
+            .iter()
+            .rev()
+            .copied()
+            .find(all_hold)
+            .or_else(|| self.order.iter().rev().copied().find(all_hold))
     }
 }
 
@@ -237,7 +278,8 @@ impl Circle {
                 continue;
             };
             let obj = entry.id();
-            let Some(creator) = self.counted_writer(&obj) else {
+            let counted = self.counted_writer(&obj);
+            let Some(creator) = counted.clone().or_else(|| self.any_writer(&obj)) else {
                 continue;
             };
             let Ok(doc) = EpochDoc::hydrate_map(&self.doc, &obj) else {
@@ -262,7 +304,7 @@ impl Circle {
                         if bytes.len() != WRAPPED_LEN {
                             continue;
                         }
-                        let Some(sender) = self.counted_writer(&op) else {
+                        let Some(sender) = self.any_writer(&op) else {
                             continue;
                         };
                         wraps.push(WrapView {
@@ -279,10 +321,37 @@ impl Circle {
                 commitment: doc.commitment.into(),
                 creator,
                 created_at: doc.created_at,
+                removals: doc.removals,
+                counted: counted.is_some(),
                 wraps,
             });
         }
         out
+    }
+
+    /// The member (removed or not) whose op made `obj`: keys a removed member wrapped
+    /// before anyone knew still open what was sealed with them.
+    fn any_writer(&self, obj: &ObjId) -> Option<String> {
+        let ObjId::Id(_, actor, _) = obj else {
+            return None;
+        };
+        self.feed
+            .members()
+            .iter()
+            .chain(self.feed.former())
+            .find(|m| actor_for_member(&m.id).is_ok_and(|a| a.as_slice() == actor.to_bytes()))
+            .map(|m| m.id.clone())
+    }
+
+    /// How many roster entries carry a removal marker, as the validator counts them.
+    pub fn removal_markers(&self) -> u64 {
+        let Some(roster) = self.root_map(MEMBERS) else {
+            return 0;
+        };
+        self.doc
+            .map_range(&roster, ..)
+            .filter(|e| matches!(self.doc.get(e.id(), REMOVED), Ok(Some(_))))
+            .count() as u64
     }
 
     /// The member whose op made `obj`, if that op counts (a removed member's ops count up
@@ -351,12 +420,18 @@ impl Circle {
     pub fn key_plan(&self, held: &BTreeSet<u32>, now: i64, period_ms: i64) -> KeyPlan {
         let epochs = self.epochs();
         let holders = self.holders(&epochs);
-        let removed: BTreeSet<&str> = self.feed.former().iter().map(|m| m.id.as_str()).collect();
-        let clean = |id: u32| {
-            holders
-                .get(&id)
-                .is_none_or(|h| h.iter().all(|m| !removed.contains(m.as_str())))
-        };
+        // An epoch is clean when no removal happened since it was made: then nobody who
+        // holds it has been removed (a wrap for a removed member is refused once they are,
+        // and anyone who knows the epoch knows every removal before it). Counted
+        // epochs only: a removed member's late epoch is for reading.
+        let removals = self.removal_markers();
+        let clean_ids: BTreeSet<u32> = epochs
+            .iter()
+            .filter(|e| e.counted && e.removals == removals)
+            .map(|e| e.id)
+            .chain((removals == 0).then_some(0))
+            .collect();
+        let clean = |id: u32| clean_ids.contains(&id);
         let founded_at = self
             .feed
             .members()
@@ -368,6 +443,15 @@ impl Circle {
         // (generation, id, created_at) of every epoch, epoch 0 included.
         let mut all: Vec<(u64, u32, i64)> = vec![(0, 0, founded_at)];
         all.extend(epochs.iter().map(|e| (e.generation, e.id, e.created_at)));
+        let clean_order: Vec<u32> = {
+            let mut c: Vec<(u64, u32)> = all
+                .iter()
+                .filter(|(_, id, _)| clean(*id))
+                .map(|(g, id, _)| (*g, *id))
+                .collect();
+            c.sort();
+            c.into_iter().map(|(_, id)| id).collect()
+        };
         let write_epoch = all
             .iter()
             .filter(|(_, id, _)| held.contains(id) && clean(*id))
@@ -380,10 +464,21 @@ impl Circle {
         order.sort();
         let mut plan = KeyPlan {
             write_epoch,
+            removals,
+            clean: clean_order,
             order: order.into_iter().map(|(_, id)| id).collect(),
             next_generation: all.iter().map(|(g, _, _)| *g).max().unwrap_or(0) + 1,
             used_ids: all.iter().map(|(_, id, _)| *id).collect(),
             recipients: self.feed.members().iter().map(|m| m.id.clone()).collect(),
+            handed: self
+                .feed
+                .members()
+                .iter()
+                .map(|m| {
+                    let handed = m.handed.clone().unwrap_or_else(|| vec![0]);
+                    (m.id.clone(), handed.into_iter().collect())
+                })
+                .collect(),
             ..KeyPlan::default()
         };
         for epoch in &epochs {
@@ -444,49 +539,9 @@ impl Circle {
         self.require_current()?;
         let epochs = self.epochs_container()?;
         self.check_new_epoch(epoch, None)?;
+        let removals = self.removal_markers();
         self.write(Touched::Keys(Vec::new()), |doc| {
-            put_epoch(doc, &epochs, epoch, now)
-        })
-    }
-
-    /// Wraps epoch `epoch` (which the local member holds) for members who lack it.
-    pub fn share_epoch(
-        &mut self,
-        epoch: u32,
-        wraps: &[(String, Vec<u8>)],
-    ) -> Result<Vec<u8>, CoreError> {
-        self.require_current()?;
-        let map = self.epochs_container()?;
-        let obj =
-            child_map(&self.doc, &map, &epoch.to_string()).ok_or_else(|| CoreError::Invalid {
-                what: "epoch",
-                why: format!("no epoch {epoch} in the circle"),
-            })?;
-        let wrap_map = child_map(&self.doc, &obj, WRAPS).ok_or_else(|| CoreError::Invalid {
-            what: "epoch",
-            why: format!("epoch {epoch} has no wraps"),
-        })?;
-        for (recipient, wrapped) in wraps {
-            self.check_recipient(recipient, wrapped)?;
-            if matches!(self.doc.get(&wrap_map, recipient.as_str()), Ok(Some(_))) {
-                return Err(CoreError::Invalid {
-                    what: "epoch",
-                    why: format!("epoch {epoch} is already wrapped for {recipient}"),
-                });
-            }
-        }
-        if wraps.is_empty() {
-            return Err(CoreError::Invalid {
-                what: "epoch",
-                why: "nothing to share".into(),
-            });
-        }
-        self.write(Touched::Keys(Vec::new()), |doc| {
-            for (recipient, wrapped) in wraps {
-                doc.put(&wrap_map, recipient.as_str(), wrapped.clone())
-                    .map_err(doc_err)?;
-            }
-            Ok(())
+            put_epoch(doc, &epochs, epoch, removals, now)
         })
     }
 
@@ -523,6 +578,8 @@ impl Circle {
         }
         self.check_new_epoch(epoch, Some(member))?;
         let cutoff = self.max_op_of(member);
+        // The new epoch counts the removal it comes with.
+        let removals = self.removal_markers() + 1;
         let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
             .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
         let epochs = self.epochs_container()?;
@@ -537,7 +594,7 @@ impl Circle {
             }
             doc.put(&entry, REMOVED, now).map_err(doc_err)?;
             doc.put(&entry, CUTOFF, cutoff).map_err(doc_err)?;
-            put_epoch(doc, &epochs, epoch, now)
+            put_epoch(doc, &epochs, epoch, removals, now)
         })?;
         Ok(RemoveOutcome::Removed(change))
     }
@@ -1048,12 +1105,14 @@ fn put_epoch(
     doc: &mut automerge::AutoCommit,
     epochs: &ObjId,
     epoch: &NewEpoch,
+    removals: u64,
     now: i64,
 ) -> Result<(), CoreError> {
     let value = EpochDoc {
         generation: epoch.generation,
         commitment: ByteArray::from(epoch.commitment),
         created_at: now,
+        removals,
         wraps: epoch
             .wraps
             .iter()

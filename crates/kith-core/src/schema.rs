@@ -44,6 +44,7 @@ pub(crate) const HANDED: &str = "k";
 pub(crate) const GENERATION: &str = "g";
 pub(crate) const COMMITMENT: &str = "c";
 pub(crate) const CREATED_AT: &str = "t";
+pub(crate) const EPOCH_REMOVALS: &str = "r";
 pub(crate) const WRAPS: &str = "w";
 /// Key of the stewards' approvals map of a proposal or an invite (steward id -> time),
 /// and of a policy proposal's mark of being carried out.
@@ -127,6 +128,10 @@ pub(crate) struct EpochDoc {
     pub commitment: ByteArray<32>,
     #[autosurgeon(rename = "t")]
     pub created_at: i64,
+    /// How many removals the roster held when it was made (its own included): an epoch
+    /// is written with only while no removal has happened since (`Circle::key_plan`).
+    #[autosurgeon(rename = "r", missing = "Default::default")]
+    pub removals: u64,
     /// Recipient member id -> wrapped key; read with each value's writer (the sender).
     #[autosurgeon(rename = "w", hydrate = "skip_wraps")]
     pub wraps: BTreeMap<String, ByteVec>,

@@ -21,9 +21,9 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash, ObjId, ObjType, Prop, R
 use crate::membership::{ProposalAction, is_proposal_id, parse_epoch_id};
 use crate::rules::{self, Write};
 use crate::schema::{
-    ADDRESSES, APPROVALS, CHECKINS, CLAIMS, COMMITMENT, CREATED_AT, CUTOFF, DONE, EPOCHS,
-    GENERATION, HANDED, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, POLICY, PROPOSALS,
-    QUIET, REMOVED, RENEWALS, REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS, WRAPS,
+    ADDRESSES, APPROVALS, CHECKINS, CLAIMS, COMMITMENT, CREATED_AT, CUTOFF, DONE, EPOCH_REMOVALS,
+    EPOCHS, GENERATION, HANDED, INVITED_VIA, INVITES, MEMBERS, NAME, NUDGES, OFFERS, POLICY,
+    PROPOSALS, QUIET, REMOVED, RENEWALS, REPLIES, REQUESTS, REVOKED, ROLE, SLOTS, THANKS, WRAPS,
 };
 use crate::types::in_alphabet;
 use crate::{CoreError, ItemKind, Role, actor_for_member, invite_id_bytes};
@@ -636,7 +636,9 @@ impl<'a> Checker<'a> {
                 }
             }
             Place::Epoch { creator } => {
-                if fresh && creator == actor && [GENERATION, COMMITMENT, CREATED_AT].contains(&key)
+                if fresh
+                    && creator == actor
+                    && [GENERATION, COMMITMENT, CREATED_AT, EPOCH_REMOVALS].contains(&key)
                 {
                     Ok(())
                 } else {
@@ -654,8 +656,12 @@ impl<'a> Checker<'a> {
                     ))
                 }
             }
-            // Checked in `may_put_key_field`.
-            Place::Wraps => Ok(()),
+            // Checked in `may_put_key_field`. Keys reach members who lack them in key
+            // shares outside the document (`Payload::Keys`), never in a later change.
+            Place::Wraps if fresh => Ok(()),
+            Place::Wraps => Err(refused(
+                "keys are wrapped in the change that makes their epoch",
+            )),
             Place::Approvals => {
                 if key != writer {
                     return Err(refused("a steward approves only in their own name"));
@@ -743,6 +749,13 @@ impl<'a> Checker<'a> {
                 state.marks_done = true;
                 Ok(())
             }
+            Place::Epoch { .. } if key == EPOCH_REMOVALS => {
+                let count = scalar_i64(value)
+                    .and_then(|c| u64::try_from(c).ok())
+                    .ok_or_else(|| refused("an epoch's removal count is a number"))?;
+                state.epoch_removals.push(count);
+                Ok(())
+            }
             Place::Renewals { .. } => {
                 if !matches!(value, automerge::ScalarValue::Bytes(_)) || !preds.is_empty() {
                     return Err(refused("a key renewal is bytes, written once"));
@@ -777,6 +790,17 @@ impl<'a> Checker<'a> {
                 return Err(refused(
                     "the new key is wrapped for the member being removed",
                 ));
+            }
+        }
+        // A new epoch records how many removals the roster holds with it; members write
+        // with it only while that is still the count.
+        if state.epoch_removals.len() != state.new_epochs {
+            return Err(refused("a new epoch records the removals before it"));
+        }
+        if !state.epoch_removals.is_empty() {
+            let expected = self.removal_markers_at(heads) + state.removed.len() as u64;
+            if state.epoch_removals.iter().any(|r| *r != expected) {
+                return Err(refused("a new epoch's removal count is not the roster's"));
             }
         }
         if state.marks_done && state.policy.is_none() && state.roles.is_empty() {
@@ -876,6 +900,17 @@ impl<'a> Checker<'a> {
             best = best.max(u32::try_from(count).unwrap_or(u32::MAX));
         }
         best
+    }
+
+    /// How many roster entries carry a removal marker as of `heads`.
+    fn removal_markers_at(&self, heads: &[ChangeHash]) -> u64 {
+        let Some(roster) = map_at(self.doc, &automerge::ROOT, MEMBERS, Some(heads)) else {
+            return 0;
+        };
+        self.doc
+            .map_range_at(&roster, .., heads)
+            .filter(|e| matches!(self.doc.get_at(e.id(), REMOVED, heads), Ok(Some(_))))
+            .count() as u64
     }
 
     /// Whether `member`'s entry carries a removal marker as of `heads`.
@@ -1073,6 +1108,8 @@ struct ChangeState {
     /// proposal done.
     policy: Option<automerge::ScalarValue>,
     roles: Vec<(String, Role)>,
+    /// The removal counts the epochs this change makes record.
+    epoch_removals: Vec<u64>,
     marks_done: bool,
 }
 

@@ -2,9 +2,9 @@
 //! wrapping keys for members who lack them, and rotating. No I/O: the caller stores the
 //! keys and seals the changes this returns into envelopes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use kith_core::{Circle, CoreError, KeyPlan, NewEpoch, Rotation};
+use kith_core::{Circle, CoreError, KeyPlan, KeyShare, NewEpoch, Payload, Rotation, WRAPPED_LEN};
 use kith_crypto::{
     CircleId, DeviceIdentity, EpochKey, MemberId, WrappedKey, unwrap_epoch_key, wrap_epoch_key,
 };
@@ -18,12 +18,17 @@ pub const ROTATION_PERIOD_MS: i64 = 7 * 24 * 3600 * 1000;
 pub struct EpochKeys {
     circle: CircleId,
     keys: BTreeMap<u32, EpochKey>,
+    /// Each key's commitment, to check against the epoch's in the document.
+    commitments: BTreeMap<u32, [u8; 32]>,
+    /// Keys already shared with a member in this run, so that a share goes out once.
+    shared: HashSet<(u32, String)>,
 }
 
-/// A change about keys, and the epoch to seal its envelope with.
+/// A payload about keys (a rotation's change, or a key share), and the epoch to seal its
+/// envelope with.
 #[derive(Debug)]
 pub struct KeyChange {
-    pub change: Vec<u8>,
+    pub payload: Payload,
     pub seal_with: u32,
     pub what: KeyChangeKind,
 }
@@ -44,10 +49,62 @@ pub struct Upkeep {
 
 impl EpochKeys {
     pub fn new(circle: CircleId, keys: impl IntoIterator<Item = (u32, EpochKey)>) -> EpochKeys {
-        EpochKeys {
+        let mut out = EpochKeys {
             circle,
-            keys: keys.into_iter().collect(),
+            keys: BTreeMap::new(),
+            commitments: BTreeMap::new(),
+            shared: HashSet::new(),
+        };
+        for (epoch, key) in keys {
+            out.insert(epoch, key);
         }
+        out
+    }
+
+    /// The epochs this member may write with: epoch 0, and those whose key matches the
+    /// commitment the document holds (a key a careless or hostile member shared under an
+    /// epoch's id opens nothing but is never used to seal).
+    pub fn usable(&self, circle: &Circle) -> BTreeSet<u32> {
+        let listed: BTreeMap<u32, [u8; 32]> = circle
+            .epochs()
+            .into_iter()
+            .map(|e| (e.id, e.commitment))
+            .collect();
+        self.commitments
+            .iter()
+            .filter(|(epoch, commitment)| **epoch == 0 || listed.get(epoch) == Some(*commitment))
+            .map(|(epoch, _)| *epoch)
+            .collect()
+    }
+
+    /// Opens the wraps of `share` addressed to this member (sent by `author`, the
+    /// envelope's signer); keys that do not match the commitment they came with are
+    /// ignored. Returns the epochs learned.
+    pub fn learn_shared(
+        &mut self,
+        identity: &DeviceIdentity,
+        author: &MemberId,
+        share: &KeyShare,
+    ) -> Vec<u32> {
+        if self.keys.contains_key(&share.epoch) {
+            return Vec::new();
+        }
+        let me = identity.member_id().0;
+        let Some((_, wrapped)) = share.wraps.iter().find(|(recipient, _)| *recipient == me) else {
+            return Vec::new();
+        };
+        let Ok(wrapped) = WrappedKey::decode(wrapped) else {
+            return Vec::new();
+        };
+        let Ok(key) = unwrap_epoch_key(identity, author, &self.circle, share.epoch, &wrapped)
+        else {
+            return Vec::new();
+        };
+        if key.commitment(&self.circle, share.epoch) != share.commitment {
+            return Vec::new();
+        }
+        self.insert(share.epoch, key);
+        vec![share.epoch]
     }
 
     pub fn get(&self, epoch: u32) -> Option<&EpochKey> {
@@ -72,6 +129,8 @@ impl EpochKeys {
     }
 
     pub fn insert(&mut self, epoch: u32, key: EpochKey) {
+        self.commitments
+            .insert(epoch, key.commitment(&self.circle, epoch));
         self.keys.insert(epoch, key);
     }
 
@@ -97,7 +156,7 @@ impl EpochKeys {
                 tracing::warn!(epoch, "a wrapped key does not match its epoch; ignored");
                 continue;
             }
-            self.keys.insert(*epoch, key);
+            self.insert(*epoch, key);
             learned.push(*epoch);
         }
         learned
@@ -182,26 +241,49 @@ impl EpochKeys {
         rng: &mut (impl CryptoRng + ?Sized),
     ) -> Result<Upkeep, CoreError> {
         let mut out = Upkeep::default();
-        let plan = circle.key_plan(&self.held(), now, period_ms);
+        let plan = circle.key_plan(&self.usable(circle), now, period_ms);
         out.learned = self.learn(identity, &plan);
         let plan = if out.learned.is_empty() {
             plan
         } else {
-            circle.key_plan(&self.held(), now, period_ms)
+            circle.key_plan(&self.usable(circle), now, period_ms)
         };
-        let held = self.held();
+        let held = self.usable(circle);
         for (epoch, missing) in &plan.to_share {
             let Some(key) = self.keys.get(epoch) else {
                 continue;
             };
-            let Some(seal_with) = plan.common_epoch(&held, missing) else {
+            let missing: Vec<String> = missing
+                .iter()
+                .filter(|m| !self.shared.contains(&(*epoch, (*m).clone())))
+                .take(kith_core::MAX_SHARED_WRAPS)
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let Some(seal_with) = plan.share_epoch(&held, &missing) else {
                 // Nothing the members lacking it could open; they will get a rotation.
                 continue;
             };
-            let wraps = self.wraps_for(identity, *epoch, key, missing, rng)?;
-            let change = circle.share_epoch(*epoch, &wraps)?;
+            let wraps = self.wraps_for(identity, *epoch, key, &missing, rng)?;
+            let mut share = KeyShare {
+                epoch: *epoch,
+                commitment: key.commitment(&self.circle, *epoch),
+                wraps: Vec::with_capacity(wraps.len()),
+            };
+            for (recipient, wrapped) in wraps {
+                let (Ok(member), Ok(wrapped)) = (
+                    recipient.parse::<MemberId>(),
+                    <[u8; WRAPPED_LEN]>::try_from(wrapped.as_slice()),
+                ) else {
+                    continue;
+                };
+                share.wraps.push((member.0, wrapped));
+                self.shared.insert((*epoch, recipient));
+            }
             out.changes.push(KeyChange {
-                change,
+                payload: Payload::Keys(share),
                 seal_with,
                 what: KeyChangeKind::Share,
             });
@@ -218,10 +300,10 @@ impl EpochKeys {
             if let Some(seal_with) = seal_with {
                 let (key, epoch) = self.make_epoch(identity, &plan, &plan.recipients, rng)?;
                 let change = circle.rotate(&epoch, now)?;
-                self.keys.insert(epoch.id, key);
+                self.insert(epoch.id, key);
                 out.learned.push(epoch.id);
                 out.changes.push(KeyChange {
-                    change,
+                    payload: Payload::Change(change),
                     seal_with,
                     what: KeyChangeKind::Rotation(why),
                 });

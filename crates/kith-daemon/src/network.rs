@@ -675,6 +675,7 @@ impl Node {
                 return roster_changed;
             };
             let mut changes = Vec::with_capacity(envelopes.len());
+            let mut shared_keys = false;
             for envelope in envelopes.drain(..) {
                 let Some(key) = circle.keys.get(envelope.header.epoch) else {
                     if circle.locked.len() < MAX_LOCKED {
@@ -682,16 +683,27 @@ impl Node {
                     }
                     continue;
                 };
-                if let Ok(plaintext) = envelope.open_verified(key)
-                    && let Ok(Payload::Change(change)) = Payload::decode(&plaintext)
-                {
-                    changes.push((envelope.header.author.to_string(), change));
+                let Ok(plaintext) = envelope.open_verified(key) else {
+                    continue;
+                };
+                match Payload::decode(&plaintext) {
+                    Ok(Payload::Change(change)) => {
+                        changes.push((envelope.header.author.to_string(), change));
+                    }
+                    Ok(Payload::Keys(share)) => {
+                        let author = envelope.header.author;
+                        shared_keys |= !circle
+                            .keys
+                            .learn_shared(&self.identity, &author, &share)
+                            .is_empty();
+                    }
+                    Err(_) => {}
                 }
             }
             if !changes.is_empty() {
                 roster_changed |= self.apply_received(index, &changes);
             }
-            let learned = self.key_upkeep(index, false);
+            let learned = self.key_upkeep(index, false) | shared_keys;
             let Some(circle) = self.circles.get_mut(index) else {
                 return roster_changed;
             };
@@ -786,7 +798,8 @@ impl Node {
                 return false;
             }
         };
-        if !upkeep.learned.is_empty() {
+        // Keys that came in shares since the last store are stored too.
+        if !upkeep.learned.is_empty() || circle.keys.len() != circle.stored_keys {
             let record = CircleRecord {
                 id: circle.id,
                 epoch_keys: circle.keys.records(),
@@ -796,7 +809,8 @@ impl Node {
                 let _ = self.stop.send(Some(crate::Stopped::Shutdown));
                 return false;
             }
-            tracing::info!(keys = upkeep.learned.len(), "new circle key epochs");
+            circle.stored_keys = circle.keys.len();
+            tracing::info!("new circle key epochs");
         }
         for change in upkeep.changes {
             match change.what {
@@ -806,7 +820,7 @@ impl Node {
                 KeyChangeKind::Share => tracing::info!("wrapped a circle key for members"),
             }
             let answer = Reply::Done { id: String::new() };
-            match self.seal_outcome_with(index, change.seal_with, &change.change, answer, None) {
+            match self.seal_payload(index, change.seal_with, &change.payload, answer, None) {
                 Ok(outcome) => self.submit(outcome, None),
                 Err(Refusal(_, message)) => tracing::warn!(%message, "a key change was not sealed"),
             }
@@ -1189,6 +1203,7 @@ impl Node {
         self.circles.push(CircleState {
             id: circle_id,
             doc,
+            stored_keys: record.epoch_keys.len(),
             keys: EpochKeys::new(circle_id, record.epoch_keys),
             locked: Vec::new(),
             own_head: None,

@@ -61,6 +61,8 @@ pub(crate) struct CircleState {
     /// Received envelopes sealed with an epoch key this member does not hold yet; opened
     /// when the key arrives (a rotation's wraps may come after what was sealed with it).
     pub locked: Vec<Envelope>,
+    /// How many keys the store holds for this circle (more are stored when learned).
+    pub stored_keys: usize,
     /// This member's last envelope in the circle: `(seq, hash)`.
     pub own_head: Option<(u64, Hash)>,
 }
@@ -162,12 +164,17 @@ impl Node {
                     };
                     // Every stored envelope was verified before it was stored, and the
                     // store's rows are authenticated under this device's key.
-                    let plaintext = envelope
-                        .open_verified(key)
-                        .map_err(|e| DaemonError::Load(e.to_string()))?;
+                    // (A key shared by a hostile member may not open it: skipped, never fatal.)
+                    let Ok(plaintext) = envelope.open_verified(key) else {
+                        tracing::warn!("a stored envelope does not open with its epoch's key");
+                        continue;
+                    };
                     match Payload::decode(&plaintext) {
                         Ok(Payload::Change(change)) => {
                             changes.push((envelope.header.author.to_string(), change));
+                        }
+                        Ok(Payload::Keys(share)) => {
+                            keys.learn_shared(&identity, &envelope.header.author, &share);
                         }
                         Err(e) => tracing::warn!(error = %e, "undecodable payload skipped"),
                     }
@@ -178,7 +185,11 @@ impl Node {
                         "stored changes that break the circle's rules were refused again"
                     );
                 }
-                let plan = doc.key_plan(&keys.held(), now_ms(), crate::epochs::ROTATION_PERIOD_MS);
+                let plan = doc.key_plan(
+                    &keys.usable(&doc),
+                    now_ms(),
+                    crate::epochs::ROTATION_PERIOD_MS,
+                );
                 keys.learn(&identity, &plan);
             }
             // Circles founded before ids committed to their genesis are not checked.
@@ -200,6 +211,7 @@ impl Node {
             circles.push(CircleState {
                 id: record.id,
                 doc,
+                stored_keys: keys.len(),
                 keys,
                 locked,
                 own_head,
@@ -677,6 +689,7 @@ impl Node {
             doc,
             keys: EpochKeys::new(id, record.epoch_keys),
             locked: Vec::new(),
+            stored_keys: 1,
             own_head: None,
         });
         self.net.sync.join(id);
@@ -751,6 +764,19 @@ impl Node {
         answer: Reply,
         event: Option<ItemEvent>,
     ) -> Result<Outcome, Refusal> {
+        let payload = Payload::Change(change.to_vec());
+        self.seal_payload(index, epoch, &payload, answer, event)
+    }
+
+    /// Seals `payload` (a change, or a key share) as this member's next envelope.
+    pub(crate) fn seal_payload(
+        &mut self,
+        index: usize,
+        epoch: u32,
+        payload: &Payload,
+        answer: Reply,
+        event: Option<ItemEvent>,
+    ) -> Result<Outcome, Refusal> {
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
         let key = circle
             .keys
@@ -760,7 +786,7 @@ impl Node {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, [0u8; 32]),
         };
-        let payload = Payload::Change(change.to_vec()).encode();
+        let payload = payload.encode();
         let envelope = Envelope::seal(
             &self.identity,
             key,
@@ -1006,9 +1032,11 @@ impl Outcome {
 }
 
 fn circle_info(c: &CircleState) -> CircleInfo {
-    let plan = c
-        .doc
-        .key_plan(&c.keys.held(), now_ms(), crate::epochs::ROTATION_PERIOD_MS);
+    let plan = c.doc.key_plan(
+        &c.keys.usable(&c.doc),
+        now_ms(),
+        crate::epochs::ROTATION_PERIOD_MS,
+    );
     CircleInfo {
         id: c.id.to_string(),
         name: c.doc.name(),

@@ -160,7 +160,7 @@ impl Node {
     ) -> Result<(kith_crypto::EpochKey, kith_core::NewEpoch, u32), Refusal> {
         let circle = self.circle_at(index)?;
         let plan = circle.doc.key_plan(
-            &circle.keys.held(),
+            &circle.keys.usable(&circle.doc),
             now_ms(),
             crate::epochs::ROTATION_PERIOD_MS,
         );
@@ -171,7 +171,7 @@ impl Node {
             .cloned()
             .collect();
         let seal_with = plan
-            .common_epoch(&circle.keys.held(), &recipients)
+            .common_epoch(&circle.keys.usable(&circle.doc), &recipients)
             .or(plan.write_epoch)
             .ok_or_else(|| {
                 Refusal(

@@ -283,8 +283,9 @@ impl Sim {
                 .accepted
                 .iter()
                 .filter_map(|env| env.open(&self.key).ok())
-                .map(|plain| match kith_core::Payload::decode(&plain).unwrap() {
-                    kith_core::Payload::Change(body) => body,
+                .filter_map(|plain| match kith_core::Payload::decode(&plain).unwrap() {
+                    kith_core::Payload::Change(body) => Some(body),
+                    kith_core::Payload::Keys(_) => None,
                 })
                 .collect();
             doc.apply_changes(&changes).unwrap();
