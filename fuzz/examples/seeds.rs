@@ -141,14 +141,14 @@ fn circle_seeds() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         .expect("remove");
     seeds.push(("removal", vec![add_bob.clone(), carried_out(removal)]));
 
-    // A rotation wrapped for Ann alone, then Ann shares the epoch with Bob.
+    // A rotation wrapped for Ann and Bob (keys reach later members in key shares, which
+    // are envelopes of their own: the `payload_decode` seeds).
     let (_, mut c, _) = target_circle();
     let add_bob = c.add_member(&bob, "Bob", Role::Member, 1_001).expect("add");
-    let rotation = c.rotate(&epoch(1, 1, &[&ann]), 1_002).expect("rotate");
-    let share = c
-        .share_epoch(1, &[(bob.clone(), vec![9; WRAPPED_LEN])])
-        .expect("share");
-    seeds.push(("rotation_share", vec![add_bob, rotation, share]));
+    let rotation = c
+        .rotate(&epoch(1, 1, &[&ann, &bob]), 1_002)
+        .expect("rotate");
+    seeds.push(("rotation_share", vec![add_bob, rotation]));
 
     // Policy 2 (`p`), then Ann proposes removing Cat (`y`) and Bob's approval carries it out.
     let (_, mut c, _) = target_circle();
@@ -218,6 +218,19 @@ fn main() {
         "payload_decode",
         "change",
         &Payload::Change(checkin.clone()).encode(),
+    );
+    // A key share: one epoch key wrapped for one member (the bytes need not open).
+    let mut wrapped = [5u8; kith_core::WRAPPED_LEN];
+    wrapped[0] = 1;
+    write(
+        "payload_decode",
+        "key_share",
+        &Payload::Keys(kith_core::KeyShare {
+            epoch: 7,
+            commitment: [9; 32],
+            wraps: vec![([3; 32], wrapped)],
+        })
+        .encode(),
     );
 
     let mut rng = Counter(0);
