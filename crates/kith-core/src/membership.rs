@@ -96,6 +96,9 @@ pub struct KeyPlan {
     pub order: Vec<u32>,
     /// The clean epochs (no removal since they were made), oldest first.
     pub clean: Vec<u32>,
+    /// Epochs no removed member holds as far as the document tells (weaker than clean: a
+    /// key can still reach a removed member outside the document), oldest first.
+    pub unexposed: Vec<u32>,
     /// How many removals the roster holds: what a new epoch records.
     pub removals: u64,
     /// The epochs each current member was handed at their join (out of band, so surely
@@ -144,6 +147,7 @@ impl KeyPlan {
             .rev()
             .copied()
             .find(all_hold)
+            .or_else(|| self.unexposed.iter().rev().copied().find(all_hold))
             .or_else(|| self.order.iter().rev().copied().find(all_hold))
     }
 }
@@ -462,10 +466,20 @@ impl Circle {
         let steward = member.is_some_and(|m| m.role == Role::Steward);
         let mut order: Vec<(u64, u32)> = all.iter().map(|(g, id, _)| (*g, *id)).collect();
         order.sort();
+        let former: BTreeSet<&str> = self.feed.former().iter().map(|m| m.id.as_str()).collect();
         let mut plan = KeyPlan {
             write_epoch,
             removals,
             clean: clean_order,
+            unexposed: order
+                .iter()
+                .map(|(_, id)| *id)
+                .filter(|id| {
+                    holders
+                        .get(id)
+                        .is_none_or(|h| h.iter().all(|m| !former.contains(m.as_str())))
+                })
+                .collect(),
             order: order.into_iter().map(|(_, id)| id).collect(),
             next_generation: all.iter().map(|(g, _, _)| *g).max().unwrap_or(0) + 1,
             used_ids: all.iter().map(|(_, id, _)| *id).collect(),

@@ -1751,6 +1751,7 @@ fn the_key_plan_writes_with_the_newest_epoch_held() {
             holders: [(0, everyone.iter().cloned().collect())].into(),
             order: vec![0],
             clean: vec![0],
+            unexposed: vec![0],
             removals: 0,
             handed: everyone
                 .iter()
