@@ -13,7 +13,7 @@ use crate::feed::{self, Feed, Touched, child_map, container_of};
 use crate::private::{self, Content, Keyring};
 use crate::schema::{
     ADDRESSES, CHECKINS, CLAIMS, CheckinDoc, ClaimDoc, Genesis, HANDED, HELP, INVITES, InviteDoc,
-    MEMBERS, MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED, ROLE,
+    MEMBERS, MESSAGE, MemberDoc, NUDGES, OFFERS, OfferDoc, QUIET, REPLIES, REQUESTS, REVOKED,
     ReplyDoc, RequestDoc, SEALED_MESSAGE, SLOTS, STATUS, STATUS_CANCELLED, STATUS_FULFILLED,
     STATUS_OPEN, STATUS_WITHDRAWN, SealedDoc, SealedReplyDoc, SealedRequestDoc, SlotDoc, THANKS,
     UPDATED_AT,
@@ -828,7 +828,7 @@ impl Circle {
 
     /// A steward sets `member`'s role: stewards appoint stewards. The last steward cannot
     /// step down.
-    pub fn set_role(&mut self, member: &str, role: Role, _now: i64) -> Result<Vec<u8>, CoreError> {
+    pub fn set_role(&mut self, member: &str, role: Role, now: i64) -> Result<Vec<u8>, CoreError> {
         if self.policy() > 1 {
             // Under a policy of K approvals a role change is a proposal
             // (`Circle::change_role`); nothing is written here.
@@ -837,24 +837,15 @@ impl Circle {
                 missing: self.policy() - 1,
             });
         }
-        self.require_member()?;
-        rules::check_set_role(self.feed.members(), &self.me, member, role)?;
-        if self
-            .feed
-            .members()
-            .iter()
-            .any(|m| m.id == member && m.role == role)
-        {
-            return Err(CoreError::Invalid {
-                what: "role",
-                why: format!("{member} is already a {}", role.as_str()),
-            });
+        // With one approval needed, `change_role` writes at once and never proposes, so
+        // the proposal id is never used.
+        match self.change_role(member, role, "", now)? {
+            crate::RemoveOutcome::Removed(change) => Ok(change),
+            crate::RemoveOutcome::Pending { missing, .. } => Err(CoreError::NeedsApprovals {
+                what: "changing a role".into(),
+                missing,
+            }),
         }
-        let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
-            .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
-        self.write(roster_touched(), |doc| {
-            doc.put(&entry, ROLE, role.as_str()).map_err(doc_err)
-        })
     }
 
     /// Publishes the local member's network addresses (multiaddr strings) on their own

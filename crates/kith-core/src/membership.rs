@@ -572,24 +572,10 @@ impl Circle {
     ) -> Result<RemoveOutcome, CoreError> {
         self.check_removal(member)?;
         let action = ProposalAction::Remove(member.to_string());
-        let needed = self.policy();
-        let existing = self
-            .proposals()
-            .into_iter()
-            .find(|p| p.action == action && !p.done);
-        let approvals = existing.as_ref().map_or(0, |p| {
-            p.approvals.iter().filter(|a| **a != self.me).count() as u32
-        });
-        if approvals + 1 < needed {
-            let (change, proposal) =
-                self.approve_or_propose(&action, existing, proposal_id, now)?;
-            let missing = needed - approvals - 1;
-            return Ok(RemoveOutcome::Pending {
-                change,
-                proposal,
-                missing,
-            });
-        }
+        let completing = match self.approval_step(&action, proposal_id, now)? {
+            Approval::Waiting(pending) => return Ok(pending),
+            Approval::Ready(completing) => completing,
+        };
         self.check_new_epoch(epoch, Some(member))?;
         let cutoff = self.max_op_of(member);
         // The new epoch counts the removal it comes with.
@@ -597,14 +583,11 @@ impl Circle {
         let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
             .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
         let epochs = self.epochs_container()?;
-        let approve = match (&existing, needed > 1) {
-            (Some(p), true) => Some(self.approval_map(&p.id)?),
-            _ => None,
-        };
         let me = self.me.clone();
         let change = self.write(roster_touched(), |doc| {
-            if let Some(map) = &approve {
-                doc.put(map, me.as_str(), now).map_err(doc_err)?;
+            // A removal's proposal reads done once the member is removed: no mark.
+            if let Some((_, approvals)) = &completing {
+                doc.put(approvals, me.as_str(), now).map_err(doc_err)?;
             }
             doc.put(&entry, REMOVED, now).map_err(doc_err)?;
             doc.put(&entry, CUTOFF, cutoff).map_err(doc_err)?;
@@ -783,43 +766,14 @@ impl Circle {
         if self.root_map(PROPOSALS).is_none() {
             return Err(CoreError::OldCircle("approval policies"));
         }
-        let needed = self.policy();
         let action = ProposalAction::Policy(approvals);
-        let existing = self
-            .proposals()
-            .into_iter()
-            .find(|p| p.action == action && !p.done);
-        let others = existing.as_ref().map_or(0, |p| {
-            p.approvals.iter().filter(|a| **a != self.me).count() as u32
-        });
-        if others + 1 < needed {
-            let (change, proposal) =
-                self.approve_or_propose(&action, existing, proposal_id, now)?;
-            return Ok(RemoveOutcome::Pending {
-                change,
-                proposal,
-                missing: needed - others - 1,
-            });
-        }
-        // With a proposal: the approval that completes it, and its mark of done.
-        let approve = match (&existing, needed > 1) {
-            (Some(p), true) => {
-                let proposals = self.container(PROPOSALS)?;
-                let obj =
-                    child_map(&self.doc, &proposals, &p.id).ok_or_else(|| CoreError::Invalid {
-                        what: "approve",
-                        why: format!("no pending change {}", p.id),
-                    })?;
-                Some((obj, self.approval_map(&p.id)?))
-            }
-            _ => None,
+        let completing = match self.approval_step(&action, proposal_id, now)? {
+            Approval::Waiting(pending) => return Ok(pending),
+            Approval::Ready(completing) => completing,
         };
         let me = self.me.clone();
         let change = self.write(Touched::Keys(Vec::new()), |doc| {
-            if let Some((proposal, map)) = &approve {
-                doc.put(map, me.as_str(), now).map_err(doc_err)?;
-                doc.put(proposal, DONE, now).map_err(doc_err)?;
-            }
+            complete(doc, completing.as_ref(), &me, now)?;
             doc.put(&automerge::ROOT, POLICY, u64::from(approvals))
                 .map_err(doc_err)
         })?;
@@ -848,40 +802,52 @@ impl Circle {
                 why: format!("{member} is already a {}", role.as_str()),
             });
         }
-        let needed = self.policy();
         let action = ProposalAction::Role(member.to_string(), role);
-        let existing = self
-            .proposals()
-            .into_iter()
-            .find(|p| p.action == action && !p.done);
-        let others = existing.as_ref().map_or(0, |p| {
-            p.approvals.iter().filter(|a| **a != self.me).count() as u32
-        });
-        if others + 1 < needed {
-            let (change, proposal) =
-                self.approve_or_propose(&action, existing, proposal_id, now)?;
-            return Ok(RemoveOutcome::Pending {
-                change,
-                proposal,
-                missing: needed - others - 1,
-            });
-        }
-        let approve = match (&existing, needed > 1) {
-            (Some(p), true) => Some(self.proposal_and_approvals(&p.id)?),
-            _ => None,
+        let completing = match self.approval_step(&action, proposal_id, now)? {
+            Approval::Waiting(pending) => return Ok(pending),
+            Approval::Ready(completing) => completing,
         };
         let entry = child_map(&self.doc, &self.container(MEMBERS)?, member)
             .ok_or_else(|| CoreError::NotMember(member.to_string()))?;
         let me = self.me.clone();
         let change = self.write(roster_touched(), |doc| {
-            if let Some((proposal, map)) = &approve {
-                doc.put(map, me.as_str(), now).map_err(doc_err)?;
-                doc.put(proposal, DONE, now).map_err(doc_err)?;
-            }
+            complete(doc, completing.as_ref(), &me, now)?;
             doc.put(&entry, crate::schema::ROLE, role.as_str())
                 .map_err(doc_err)
         })?;
         Ok(RemoveOutcome::Removed(change))
+    }
+
+    /// Where `action` stands once the local steward approves it: still waiting for
+    /// others (the change that records the approval, already written), or ready to carry
+    /// out, with the proposal (its map and approvals map) the carrying-out completes when
+    /// the policy asks for more than one approval.
+    fn approval_step(
+        &mut self,
+        action: &ProposalAction,
+        proposal_id: &str,
+        now: i64,
+    ) -> Result<Approval, CoreError> {
+        let needed = self.policy();
+        let existing = self
+            .proposals()
+            .into_iter()
+            .find(|p| p.action == *action && !p.done);
+        let others = existing.as_ref().map_or(0, |p| {
+            p.approvals.iter().filter(|a| **a != self.me).count() as u32
+        });
+        if others + 1 < needed {
+            let (change, proposal) = self.approve_or_propose(action, existing, proposal_id, now)?;
+            return Ok(Approval::Waiting(RemoveOutcome::Pending {
+                change,
+                proposal,
+                missing: needed - others - 1,
+            }));
+        }
+        match existing {
+            Some(p) if needed > 1 => Ok(Approval::Ready(Some(self.proposal_and_approvals(&p.id)?))),
+            _ => Ok(Approval::Ready(None)),
+        }
     }
 
     /// A proposal's map and its approvals map.
@@ -1112,6 +1078,27 @@ impl Circle {
         }
         Ok(())
     }
+}
+
+/// See [`Circle::approval_step`].
+enum Approval {
+    Waiting(RemoveOutcome),
+    Ready(Option<(ObjId, ObjId)>),
+}
+
+/// Inside a write: the approval that completes a policy or role proposal, and its mark of
+/// being carried out.
+fn complete(
+    doc: &mut automerge::AutoCommit,
+    completing: Option<&(ObjId, ObjId)>,
+    me: &str,
+    now: i64,
+) -> Result<(), CoreError> {
+    if let Some((proposal, approvals)) = completing {
+        doc.put(approvals, me, now).map_err(doc_err)?;
+        doc.put(proposal, DONE, now).map_err(doc_err)?;
+    }
+    Ok(())
 }
 
 /// Writes epoch `epoch` into the epochs map.

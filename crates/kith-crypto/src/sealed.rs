@@ -107,36 +107,8 @@ pub fn seal_item<R: CryptoRng + ?Sized>(
     rng: &mut R,
 ) -> Result<(ItemKey, Vec<u8>, Vec<u8>), CryptoError> {
     let author_id = author.member_id();
-    let audience: BTreeSet<MemberId> = readers
-        .iter()
-        .copied()
-        .chain(std::iter::once(author_id))
-        .collect();
-    if audience.len() > MAX_READERS {
-        return Err(CryptoError::Malformed {
-            what: "private item readers",
-            reason: "more than MAX_READERS readers",
-        });
-    }
     let key = ItemKey::generate(rng);
-    let author_secret = author.x25519_secret();
-    let author_x = PublicKey::from(&author_secret).to_bytes();
-    let mut slots = Vec::with_capacity(audience.len());
-    for reader in &audience {
-        slots.push(wrap_slot(
-            &author_secret,
-            &author_x,
-            &author_id,
-            reader,
-            circle,
-            item,
-            &key,
-            rng,
-        )?);
-    }
-    // Sorted order would leak something about who the readers are; random order leaks nothing.
-    slots.shuffle(rng);
-    let slots = slots.concat();
+    let slots = wrap_slots(author, readers, circle, item, &key, rng)?;
     let (body_key, commitment) = body_keys(&key);
     let mut body = Vec::with_capacity(MIN_BODY_LEN + plaintext.len());
     body.push(VERSION);
@@ -163,25 +135,7 @@ pub fn open_item(
 ) -> Result<(ItemKey, Zeroizing<Vec<u8>>), CryptoError> {
     check_slots(slots)?;
     let (commitment, sealed) = split_body(body)?;
-    let author_x = x25519_public(author)?;
-    let reader_secret = reader.x25519_secret();
-    let reader_x = PublicKey::from(&reader_secret).to_bytes();
-    let dh_ss = reader_secret.diffie_hellman(&author_x);
-    let context = slot_context(circle, item, author, &reader.member_id());
-    // A slot for someone else fails to open; so does a damaged one. Either way, try the next.
-    let key = slots
-        .chunks_exact(KEY_SLOT_LEN)
-        .find_map(|slot| {
-            open_slot(
-                &reader_secret,
-                &reader_x,
-                &author_x.to_bytes(),
-                &dh_ss,
-                &context,
-                slot,
-            )
-        })
-        .ok_or(CryptoError::DecryptFailed)?;
+    let key = open_slots(reader, author, circle, item, slots)?;
     let (body_key, expected) = body_keys(&key);
     if !bool::from(expected.ct_eq(commitment)) {
         return Err(CryptoError::DecryptFailed);
@@ -268,40 +222,13 @@ pub fn rekey_item<R: CryptoRng + ?Sized>(
             reason: "generation 0 is the item's own key",
         });
     }
-    let author_id = author.member_id();
-    let audience: BTreeSet<MemberId> = readers
-        .iter()
-        .copied()
-        .chain(std::iter::once(author_id))
-        .collect();
-    if audience.len() > MAX_READERS {
-        return Err(CryptoError::Malformed {
-            what: "private item readers",
-            reason: "more than MAX_READERS readers",
-        });
-    }
     let label = generation_label(item, generation);
     let key = ItemKey::generate(rng);
-    let author_secret = author.x25519_secret();
-    let author_x = PublicKey::from(&author_secret).to_bytes();
-    let mut slots = Vec::with_capacity(audience.len());
-    for reader in &audience {
-        slots.push(wrap_slot(
-            &author_secret,
-            &author_x,
-            &author_id,
-            reader,
-            circle,
-            &label,
-            &key,
-            rng,
-        )?);
-    }
-    slots.shuffle(rng);
-    let mut out = Vec::with_capacity(1 + COMMITMENT_LEN + slots.len() * KEY_SLOT_LEN);
+    let slots = wrap_slots(author, readers, circle, &label, &key, rng)?;
+    let mut out = Vec::with_capacity(1 + COMMITMENT_LEN + slots.len());
     out.push(VERSION);
     out.extend_from_slice(&rekey_commitment(&key, circle, &label));
-    out.extend_from_slice(&slots.concat());
+    out.extend_from_slice(&slots);
     Ok((key, out))
 }
 
@@ -328,24 +255,7 @@ pub fn open_rekey(
         .ok_or(malformed("too short"))?;
     check_slots(slots)?;
     let label = generation_label(item, generation);
-    let author_x = x25519_public(author)?;
-    let reader_secret = reader.x25519_secret();
-    let reader_x = PublicKey::from(&reader_secret).to_bytes();
-    let dh_ss = reader_secret.diffie_hellman(&author_x);
-    let context = slot_context(circle, &label, author, &reader.member_id());
-    let key = slots
-        .chunks_exact(KEY_SLOT_LEN)
-        .find_map(|slot| {
-            open_slot(
-                &reader_secret,
-                &reader_x,
-                &author_x.to_bytes(),
-                &dh_ss,
-                &context,
-                slot,
-            )
-        })
-        .ok_or(CryptoError::DecryptFailed)?;
+    let key = open_slots(reader, author, circle, &label, slots)?;
     if !bool::from(rekey_commitment(&key, circle, &label).ct_eq(commitment)) {
         return Err(CryptoError::DecryptFailed);
     }
@@ -391,6 +301,78 @@ pub fn part_generation(sealed: &[u8]) -> Option<u32> {
         }
         _ => None,
     }
+}
+
+/// One key slot for each reader and the author (duplicates once), holding `key` for
+/// `label` (an item id, or a renewal's label), concatenated in random order: sorted order
+/// would leak something about who the readers are.
+fn wrap_slots<R: CryptoRng + ?Sized>(
+    author: &DeviceIdentity,
+    readers: &[MemberId],
+    circle: &CircleId,
+    label: &str,
+    key: &ItemKey,
+    rng: &mut R,
+) -> Result<Vec<u8>, CryptoError> {
+    let author_id = author.member_id();
+    let audience: BTreeSet<MemberId> = readers
+        .iter()
+        .copied()
+        .chain(std::iter::once(author_id))
+        .collect();
+    if audience.len() > MAX_READERS {
+        return Err(CryptoError::Malformed {
+            what: "private item readers",
+            reason: "more than MAX_READERS readers",
+        });
+    }
+    let author_secret = author.x25519_secret();
+    let author_x = PublicKey::from(&author_secret).to_bytes();
+    let mut slots = Vec::with_capacity(audience.len());
+    for reader in &audience {
+        slots.push(wrap_slot(
+            &author_secret,
+            &author_x,
+            &author_id,
+            reader,
+            circle,
+            label,
+            key,
+            rng,
+        )?);
+    }
+    slots.shuffle(rng);
+    Ok(slots.concat())
+}
+
+/// Tries each slot (already shape-checked) once as `reader`: the key if one was made for
+/// it by `author` under `label`.
+fn open_slots(
+    reader: &DeviceIdentity,
+    author: &MemberId,
+    circle: &CircleId,
+    label: &str,
+    slots: &[u8],
+) -> Result<ItemKey, CryptoError> {
+    let author_x = x25519_public(author)?;
+    let reader_secret = reader.x25519_secret();
+    let reader_x = PublicKey::from(&reader_secret).to_bytes();
+    let dh_ss = reader_secret.diffie_hellman(&author_x);
+    let context = slot_context(circle, label, author, &reader.member_id());
+    // A slot for someone else fails to open; so does a damaged one. Either way, try the next.
+    slots
+        .chunks_exact(KEY_SLOT_LEN)
+        .find_map(|slot| {
+            open_slot(
+                &reader_secret,
+                &reader_x,
+                &author_x.to_bytes(),
+                &dh_ss,
+                &context,
+                slot,
+            )
+        })
+        .ok_or(CryptoError::DecryptFailed)
 }
 
 fn generation_label(item: &str, generation: u32) -> String {

@@ -17,7 +17,9 @@
 //! - `varint_too_long`: a seq of eleven continuation bytes.
 //! - `trailing_byte`: one byte after the signature.
 //!
-//! `cargo test -p kith-crypto --test fuzz_regressions -- --ignored` writes them again.
+//! `built_fixtures_match_the_committed_ones` rebuilds the hand-built ones and requires the
+//! committed bytes; `KITH_WRITE_FIXTURES=1 cargo test -p kith-crypto --test fuzz_regressions`
+//! writes them again after a deliberate change.
 
 use std::path::{Path, PathBuf};
 
@@ -59,8 +61,7 @@ fn varint(mut value: u64) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "writes the fixtures; run with --ignored after changing them"]
-fn write_built_fixtures() {
+fn built_fixtures_match_the_committed_ones() {
     let mut rng = StdRng::seed_from_u64(5);
     let author = DeviceIdentity::from_secret(&Secret::from_bytes([1; 32]));
     let key = EpochKey(Secret::from_bytes([9; 32]));
@@ -111,9 +112,23 @@ fn write_built_fixtures() {
         ("varint_too_long", replace(seq_at, 1, &[0x80; 11])),
         ("trailing_byte", trailing),
     ];
-    std::fs::create_dir_all(crashers()).unwrap();
+    let write = std::env::var_os("KITH_WRITE_FIXTURES").is_some();
+    if write {
+        std::fs::create_dir_all(crashers()).unwrap();
+    }
     for (name, bytes) in fixtures {
         assert!(Envelope::decode(&bytes).is_err(), "{name} is accepted");
-        std::fs::write(crashers().join(name), bytes).unwrap();
+        let path = crashers().join(name);
+        if write {
+            std::fs::write(&path, bytes).unwrap();
+        } else {
+            let committed = std::fs::read(&path).unwrap_or_default();
+            assert_eq!(
+                committed,
+                bytes,
+                "{} differs from what is built",
+                path.display()
+            );
+        }
     }
 }

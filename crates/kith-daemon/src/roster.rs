@@ -7,6 +7,26 @@ use kith_ipc::{AuthorInfo, ErrorKind, ExposureInfo, InviteInfo, PendingInfo, Rep
 use crate::node::{Node, Outcome, Refusal, now_ms};
 use crate::views;
 
+/// The answer to a roster change that waits for more stewards' approvals.
+fn pending_reply(member: &str, proposal: String, missing: u32) -> Reply {
+    Reply::Removal {
+        member: member.to_string(),
+        outcome: "pending".into(),
+        proposal: Some(proposal),
+        missing,
+    }
+}
+
+/// The answer to a policy change carried out.
+fn policy_done() -> Reply {
+    Reply::Removal {
+        member: String::new(),
+        outcome: "done".into(),
+        proposal: None,
+        missing: 0,
+    }
+}
+
 /// A fresh proposal id (10 characters, like an item id).
 fn proposal_id() -> String {
     kith_core::ItemId::from_random(rand::random()).to_string()
@@ -88,7 +108,7 @@ impl Node {
                     .get_mut(index)
                     .ok_or_else(crate::node::no_circle)?;
                 let outcome = circle.doc.set_policy(k, &proposal.id, now)?;
-                self.policy_outcome(index, k, outcome)
+                self.seal_approval(index, "", outcome, policy_done())
             }
             ProposalAction::Role(member, role) => {
                 let now = now_ms();
@@ -97,7 +117,8 @@ impl Node {
                     .get_mut(index)
                     .ok_or_else(crate::node::no_circle)?;
                 let outcome = circle.doc.change_role(&member, role, &proposal.id, now)?;
-                self.role_outcome(index, &member, outcome)
+                let done = Reply::Done { id: member.clone() };
+                self.seal_approval(index, &member, outcome, done)
             }
         }
     }
@@ -115,37 +136,29 @@ impl Node {
             .get_mut(index)
             .ok_or_else(crate::node::no_circle)?;
         let outcome = circle.doc.set_policy(approvals, &proposal_id(), now)?;
-        self.policy_outcome(index, approvals, outcome)
+        self.seal_approval(index, "", outcome, policy_done())
     }
 
-    fn policy_outcome(
+    /// Seals a roster change made under the approvals policy: answered with `done` when
+    /// it was carried out, or with the proposal and how many approvals it still needs.
+    fn seal_approval(
         &mut self,
         index: usize,
-        approvals: u32,
+        member: &str,
         outcome: RemoveOutcome,
+        done: Reply,
     ) -> Result<Outcome, Refusal> {
         match outcome {
             RemoveOutcome::Removed(change) => {
-                tracing::info!(approvals, "the circle's approval policy changed");
-                let answer = Reply::Removal {
-                    member: String::new(),
-                    outcome: "done".into(),
-                    proposal: None,
-                    missing: 0,
-                };
-                self.seal_outcome(index, &change, answer, None)
+                tracing::info!("a roster change was carried out");
+                self.seal_outcome(index, &change, done, None)
             }
             RemoveOutcome::Pending {
                 change,
                 proposal,
                 missing,
             } => {
-                let answer = Reply::Removal {
-                    member: String::new(),
-                    outcome: "pending".into(),
-                    proposal: Some(proposal),
-                    missing,
-                };
+                let answer = pending_reply(member, proposal, missing);
                 self.seal_outcome(index, &change, answer, None)
             }
         }
@@ -231,12 +244,7 @@ impl Node {
                 proposal,
                 missing,
             } => {
-                let answer = Reply::Removal {
-                    member: member.to_string(),
-                    outcome: "pending".into(),
-                    proposal: Some(proposal),
-                    missing,
-                };
+                let answer = pending_reply(member, proposal, missing);
                 self.seal_outcome(index, &change, answer, None)
             }
         }
@@ -380,36 +388,8 @@ impl Node {
             .ok_or_else(crate::node::no_circle)?;
         let member = circle.doc.resolve_member(member)?;
         let outcome = circle.doc.change_role(&member, role, &proposal_id(), now)?;
-        self.role_outcome(index, &member, outcome)
-    }
-
-    fn role_outcome(
-        &mut self,
-        index: usize,
-        member: &str,
-        outcome: RemoveOutcome,
-    ) -> Result<Outcome, Refusal> {
-        match outcome {
-            RemoveOutcome::Removed(change) => {
-                let answer = Reply::Done {
-                    id: member.to_string(),
-                };
-                self.seal_outcome(index, &change, answer, None)
-            }
-            RemoveOutcome::Pending {
-                change,
-                proposal,
-                missing,
-            } => {
-                let answer = Reply::Removal {
-                    member: member.to_string(),
-                    outcome: "pending".into(),
-                    proposal: Some(proposal),
-                    missing,
-                };
-                self.seal_outcome(index, &change, answer, None)
-            }
-        }
+        let done = Reply::Done { id: member.clone() };
+        self.seal_approval(index, &member, outcome, done)
     }
 
     /// `kith invite list`.
