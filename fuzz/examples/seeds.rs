@@ -251,6 +251,18 @@ fn main() {
     .expect("seal");
     write("envelope_decode", "first", &first.encode());
     write("envelope_decode", "second", &second.encode());
+    // A direct envelope (a key share's) for Bob; the target opens it as Ann, its author.
+    let direct = Envelope::seal_direct(
+        &ann_key,
+        &[bob_key.member_id()],
+        circle_id,
+        3,
+        second.hash(),
+        b"share",
+        &mut rng,
+    )
+    .expect("seal");
+    write("envelope_decode", "direct", &direct.encode());
 
     let vector = Message::Vector {
         circle: circle_id,

@@ -79,6 +79,10 @@ pub const MAX_ADDRESSES: usize = 8;
 pub const MAX_ADDRESS_CHARS: usize = 128;
 /// The most key epochs a circle reads (weekly rotation for 20 years, with room to spare).
 pub const MAX_EPOCHS: usize = 2048;
+/// No epoch takes this id: an envelope whose epoch is this was sealed for named readers
+/// (`kith_crypto::DIRECT_EPOCH`; kith-core does no cryptography, the daemon checks the two
+/// agree).
+pub const DIRECT_EPOCH: u32 = u32::MAX;
 
 /// Everything kith-core refuses; messages are lowercase and name what to fix.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -20,7 +20,8 @@ use crate::schema::{
     REMOVED, RENEWALS, WRAPS,
 };
 use crate::types::in_alphabet;
-use crate::{CoreError, MAX_EPOCHS, MemberView, Role, actor_for_member};
+
+use crate::{CoreError, DIRECT_EPOCH, MAX_EPOCHS, MemberView, Role, actor_for_member};
 
 /// Length of a wrapped epoch key (kith-crypto's `WRAPPED_KEY_LEN`).
 pub const WRAPPED_LEN: usize = 81;
@@ -34,13 +35,16 @@ pub struct EpochView {
     pub id: u32,
     pub generation: u64,
     pub commitment: [u8; 32],
-    /// The member who made it.
+    /// The member who made it; empty when the roster does not count them (admitted by
+    /// someone removed concurrently). Such an epoch is listed all the same: members who
+    /// applied its change depend on it, so every member must be able to get its key.
     pub creator: String,
     pub created_at: i64,
     /// How many removals the roster held when it was made, its own included.
     pub removals: u64,
-    /// False for an epoch a removed member made after their cutoff: its key still opens
-    /// what was sealed with it, but nobody writes with it.
+    /// False for an epoch a removed member made after their cutoff (or a member the roster
+    /// does not count): its key still opens what was sealed with it, but nobody writes
+    /// with it.
     pub counted: bool,
     pub wraps: Vec<WrapView>,
 }
@@ -101,38 +105,13 @@ pub struct KeyPlan {
     pub unexposed: Vec<u32>,
     /// How many removals the roster holds: what a new epoch records.
     pub removals: u64,
-    /// The epochs each current member was handed at their join (out of band, so surely
-    /// held even while the member cannot yet apply the changes that wrapped others).
-    pub handed: BTreeMap<String, BTreeSet<u32>>,
 }
 
 impl KeyPlan {
-    /// The newest epoch in `held` that every one of `readers` holds: what a change about
-    /// keys (a rotation, a share) is sealed with, so that its readers can open it even
-    /// when they lack the newest key.
-    /// What a key share for `readers` is sealed with: a clean epoch each of them was
-    /// handed at the join (they surely hold it, whatever they have applied); else
-    /// [`KeyPlan::common_epoch`]; else any epoch they were all handed.
-    pub fn share_epoch(&self, held: &BTreeSet<u32>, readers: &[String]) -> Option<u32> {
-        let all_handed = |epoch: &u32| {
-            held.contains(epoch)
-                && readers.iter().all(|r| {
-                    self.handed
-                        .get(r.as_str())
-                        .is_some_and(|h| h.contains(epoch))
-                })
-        };
-        self.clean
-            .iter()
-            .rev()
-            .copied()
-            .find(all_handed)
-            .or_else(|| self.common_epoch(held, readers))
-            .or_else(|| self.order.iter().rev().copied().find(all_handed))
-    }
-
-    /// Clean epochs first: a removed member holds the others (and would learn at least
-    /// that keys changed hands).
+    /// The newest epoch in `held` that every one of `readers` holds (as the document
+    /// tells): what a removal is sealed with, so that the remaining members can open it
+    /// even when they lack the newest key. Clean epochs first: a removed member may hold
+    /// the others.
     pub fn common_epoch(&self, held: &BTreeSet<u32>, readers: &[String]) -> Option<u32> {
         let all_hold = |epoch: &u32| {
             held.contains(epoch)
@@ -224,12 +203,15 @@ fn doc_err(e: impl std::fmt::Display) -> CoreError {
     CoreError::Document(e.to_string())
 }
 
-/// An epoch id as the document spells it: decimal, 1 ..= u32::MAX, no leading zero.
+/// An epoch id as the document spells it: decimal, 1 ..= u32::MAX - 1, no leading zero
+/// (u32::MAX marks envelopes sealed for named readers, `kith_crypto::DIRECT_EPOCH`).
 pub(crate) fn parse_epoch_id(key: &str) -> Option<u32> {
     if key.starts_with('0') || key.len() > 10 {
         return None;
     }
-    key.parse::<u32>().ok().filter(|id| *id != 0)
+    key.parse::<u32>()
+        .ok()
+        .filter(|id| *id != 0 && *id != DIRECT_EPOCH)
 }
 
 /// A proposal id: like an item id, 10 characters of the id alphabet.
@@ -283,9 +265,10 @@ impl Circle {
             };
             let obj = entry.id();
             let counted = self.counted_writer(&obj);
-            let Some(creator) = counted.clone().or_else(|| self.any_writer(&obj)) else {
-                continue;
-            };
+            let creator = counted
+                .clone()
+                .or_else(|| self.any_writer(&obj))
+                .unwrap_or_default();
             let Ok(doc) = EpochDoc::hydrate_map(&self.doc, &obj) else {
                 continue;
             };
@@ -416,8 +399,9 @@ impl Circle {
     ///   removed member holds.
     /// - It opens wraps addressed to it.
     /// - It wraps epochs it holds for current members who lack them, when it made the
-    ///   epoch or is a steward (so that a member admitted while someone rotated can read
-    ///   what is written with the new key).
+    ///   epoch or is a steward, or is the first current holder of an epoch no steward
+    ///   holds (so that a member admitted while someone rotated can read what is written
+    ///   with the new key).
     /// - It rotates when it holds no clean key, or when the newest clean epoch is older
     ///   than the period (a day later for members who are not stewards, so that stewards
     ///   usually do it and members only stand in).
@@ -482,17 +466,12 @@ impl Circle {
                 .collect(),
             order: order.into_iter().map(|(_, id)| id).collect(),
             next_generation: all.iter().map(|(g, _, _)| *g).max().unwrap_or(0) + 1,
-            used_ids: all.iter().map(|(_, id, _)| *id).collect(),
-            recipients: self.feed.members().iter().map(|m| m.id.clone()).collect(),
-            handed: self
-                .feed
-                .members()
+            used_ids: all
                 .iter()
-                .map(|m| {
-                    let handed = m.handed.clone().unwrap_or_else(|| vec![0]);
-                    (m.id.clone(), handed.into_iter().collect())
-                })
+                .map(|(_, id, _)| *id)
+                .chain([DIRECT_EPOCH])
                 .collect(),
+            recipients: self.feed.members().iter().map(|m| m.id.clone()).collect(),
             ..KeyPlan::default()
         };
         for epoch in &epochs {
@@ -513,11 +492,31 @@ impl Circle {
             plan.holders = holders;
             return plan;
         }
+        let stewards: BTreeSet<&str> = self
+            .feed
+            .members()
+            .iter()
+            .filter(|m| m.role == Role::Steward)
+            .map(|m| m.id.as_str())
+            .collect();
+        let current: BTreeSet<&str> = self.feed.members().iter().map(|m| m.id.as_str()).collect();
         for epoch in &epochs {
-            if !held.contains(&epoch.id) || !(steward || epoch.creator == me) {
+            if !held.contains(&epoch.id) {
                 continue;
             }
             let has = holders.get(&epoch.id);
+            // Stewards and the epoch's maker share it. When no current steward holds it
+            // (two stewards removed each other, say), its first current holder does, so
+            // that a member admitted meanwhile is not left without it.
+            let first_holder = || {
+                has.and_then(|h| h.iter().find(|m| current.contains(m.as_str())))
+                    .is_some_and(|first| *first == me)
+            };
+            let steward_holds =
+                || has.is_some_and(|h| h.iter().any(|m| stewards.contains(m.as_str())));
+            if !(steward || epoch.creator == me || (!steward_holds() && first_holder())) {
+                continue;
+            }
             let missing: Vec<String> = self
                 .feed
                 .members()
@@ -1057,7 +1056,10 @@ impl Circle {
     /// `leaving`, who must have none).
     fn check_new_epoch(&self, epoch: &NewEpoch, leaving: Option<&str>) -> Result<(), CoreError> {
         let map = self.epochs_container()?;
-        if epoch.id == 0 || matches!(self.doc.get(&map, epoch.id.to_string()), Ok(Some(_))) {
+        if epoch.id == 0
+            || epoch.id == DIRECT_EPOCH
+            || matches!(self.doc.get(&map, epoch.id.to_string()), Ok(Some(_)))
+        {
             return Err(CoreError::IdInUse(epoch.id.to_string()));
         }
         let mut seen = BTreeSet::new();

@@ -1747,16 +1747,13 @@ fn the_key_plan_writes_with_the_newest_epoch_held() {
             rotate: None,
             recipients: everyone.clone(),
             next_generation: 1,
-            used_ids: held(&[0]),
+            // u32::MAX marks direct envelopes: no epoch takes it.
+            used_ids: held(&[0, u32::MAX]),
             holders: [(0, everyone.iter().cloned().collect())].into(),
             order: vec![0],
             clean: vec![0],
             unexposed: vec![0],
             removals: 0,
-            handed: everyone
-                .iter()
-                .map(|m| (m.clone(), BTreeSet::from([0])))
-                .collect(),
         }
     );
 
@@ -1769,7 +1766,7 @@ fn the_key_plan_writes_with_the_newest_epoch_held() {
     assert_eq!(bob.write_epoch, Some(0), "until he opens his wrap");
     assert_eq!(bob.to_open, vec![(5, who(ANN), wrapped(5), commitment(5))]);
     assert_eq!((bob.next_generation, bob.order.clone()), (2, vec![0, 5]));
-    assert_eq!(bob.used_ids, held(&[0, 5]));
+    assert_eq!(bob.used_ids, held(&[0, 5, u32::MAX]));
     assert_eq!(bob.holders[&5], ids(&[ANN, BOB, CAT]).into_iter().collect());
     let bob = w.c[BOB].key_plan(&held(&[0, 5]), T0 + 21, WEEK);
     assert_eq!(bob.write_epoch, Some(5));
@@ -1879,6 +1876,40 @@ fn after_a_removal_only_the_new_epoch_is_clean() {
 /// the new epoch: its maker and the stewards list it in `to_share`, a wrap for the member
 /// clears that, and the member then finds it in `to_open`. Handing the epoch at the join
 /// leaves nothing to share.
+#[test]
+fn an_epoch_no_steward_holds_is_shared_by_its_first_current_holder() {
+    let mut w = world();
+    // Cat makes epoch 7 for Dan and Eve: no steward (Ann, Bob) holds it.
+    let rotation = w.c[CAT]
+        .rotate(&epoch(7, 1, &ids(&[DAN, EVE])), T0 + 20)
+        .unwrap();
+    w.share(&[rotation]);
+    let holders = ids(&[CAT, DAN, EVE]);
+    let first = holders.iter().min().unwrap().clone();
+    let lack = vec![(7, ids(&[ANN, BOB]))];
+    for n in [CAT, DAN, EVE] {
+        let plan = w.c[n].key_plan(&held(&[0, 7]), T0 + 21, WEEK);
+        let shares = n == CAT || who(n) == first;
+        let expected = if shares { lack.clone() } else { Vec::new() };
+        assert_eq!(
+            plan.to_share, expected,
+            "member {n} (the first holder: {first})"
+        );
+    }
+    // Once a steward holds it, only stewards and its maker share it.
+    let mut w = world();
+    let rotation = w.c[CAT]
+        .rotate(&epoch(8, 1, &ids(&[BOB, DAN, EVE])), T0 + 20)
+        .unwrap();
+    w.share(&[rotation]);
+    for n in [DAN, EVE] {
+        let plan = w.c[n].key_plan(&held(&[0, 8]), T0 + 21, WEEK);
+        assert!(plan.to_share.is_empty(), "member {n} shares");
+    }
+    let plan = w.c[BOB].key_plan(&held(&[0, 8]), T0 + 21, WEEK);
+    assert_eq!(plan.to_share, vec![(8, ids(&[ANN]))]);
+}
+
 #[test]
 fn epochs_are_shared_with_members_admitted_during_a_rotation() {
     let mut w = world();

@@ -15,6 +15,10 @@
 //! signature  [64]      ed25519 over "kith/envelope/v1" || version .. ciphertext
 //! ```
 //!
+//! An envelope whose `epoch` is [`DIRECT_EPOCH`] is sealed for named readers instead of
+//! with a circle key: its ciphertext is `slot count (u8) || key slots || sealed body`, as a
+//! private item's (see [`Envelope::seal_direct`]).
+//!
 //! Varints are unsigned LEB128 and must be minimal. The header (`version` .. `nonce`) is the
 //! AEAD associated data, so a ciphertext cannot be moved under another header even by a
 //! member holding the key. Each envelope has exactly one encoding (minimal varints, no
@@ -22,9 +26,12 @@
 //! valid signature, so [`Envelope::hash`] names an envelope unambiguously and `prev` links
 //! form a hash chain per author and circle.
 
+use std::fmt::Write;
+
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
+use crate::sealed::{KEY_SLOT_LEN, open_item, seal_item};
 use crate::symmetric::{TAG_LEN, open_with_nonce, seal_with_nonce};
 use crate::wire::{Reader, write_varint};
 use crate::{
@@ -34,6 +41,9 @@ use crate::{
 
 /// The only encoding version so far; a new layout gets a new number.
 const VERSION: u8 = 1;
+/// The `epoch` of an envelope sealed for named readers rather than with a circle key; no
+/// epoch takes this id.
+pub const DIRECT_EPOCH: u32 = u32::MAX;
 /// Prefix of every signed message, so an envelope signature can never be confused with a
 /// signature the same key makes for another purpose.
 const SIGNING_DOMAIN: &[u8] = b"kith/envelope/v1";
@@ -141,6 +151,97 @@ impl Envelope {
         };
         envelope.signature = identity.sign(&envelope.signed_message());
         Ok(envelope)
+    }
+
+    /// Seals `plaintext` for `readers` by name instead of with a circle key: for what must
+    /// reach members whatever keys they hold (a key share), and must not reach anyone else
+    /// who holds one (a removed member). The envelope's `epoch` is [`DIRECT_EPOCH`].
+    ///
+    /// The ciphertext is `slot count (u8) || key slots || sealed body`, made as a private
+    /// item's are (sealed.rs), labelled with the header's hash so that it opens under this
+    /// header only. The author is always a reader; at most [`MAX_READERS`](crate::MAX_READERS)
+    /// readers.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the same chain position and identity as Envelope::seal, plus readers"
+    )]
+    pub fn seal_direct<R: CryptoRng + ?Sized>(
+        identity: &DeviceIdentity,
+        readers: &[MemberId],
+        circle: CircleId,
+        seq: u64,
+        prev: Hash,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Envelope, CryptoError> {
+        check_chain_position(seq, &prev)?;
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        let header = EnvelopeHeader {
+            circle,
+            author: identity.member_id(),
+            seq,
+            prev,
+            epoch: DIRECT_EPOCH,
+            nonce,
+        };
+        let label = direct_label(&header);
+        let (_, slots, body) = seal_item(identity, readers, &circle, &label, plaintext, rng)?;
+        let count =
+            u8::try_from(slots.len() / KEY_SLOT_LEN).map_err(|_| malformed("too many readers"))?;
+        let mut ciphertext = Vec::with_capacity(1 + slots.len() + body.len());
+        ciphertext.push(count);
+        ciphertext.extend_from_slice(&slots);
+        ciphertext.extend_from_slice(&body);
+        if ciphertext.len() > MAX_CIPHERTEXT_LEN {
+            return Err(CryptoError::Malformed {
+                what: "plaintext",
+                reason: "too long for one envelope",
+            });
+        }
+        let mut envelope = Envelope {
+            header,
+            ciphertext,
+            signature: [0; 64],
+        };
+        envelope.signature = identity.sign(&envelope.signed_message());
+        Ok(envelope)
+    }
+
+    /// Whether this envelope was sealed for named readers ([`Envelope::seal_direct`]).
+    pub fn is_direct(&self) -> bool {
+        self.header.epoch == DIRECT_EPOCH
+    }
+
+    /// Opens an envelope sealed for named readers as `reader`, without checking the
+    /// signature again (see [`Envelope::open_verified`]). Not being a reader, and any
+    /// malformed or altered byte, is [`CryptoError::DecryptFailed`] or `Malformed`.
+    pub fn open_direct_verified(
+        &self,
+        reader: &DeviceIdentity,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if !self.is_direct() {
+            return Err(malformed("not sealed for named readers"));
+        }
+        let (count, rest) = self
+            .ciphertext
+            .split_first()
+            .ok_or(malformed("no slot count"))?;
+        let slots_len = usize::from(*count) * KEY_SLOT_LEN;
+        if rest.len() < slots_len {
+            return Err(malformed("shorter than its key slots"));
+        }
+        let (slots, body) = rest.split_at(slots_len);
+        let label = direct_label(&self.header);
+        let (_, plaintext) = open_item(
+            reader,
+            &self.header.author,
+            &self.header.circle,
+            &label,
+            slots,
+            body,
+        )?;
+        Ok(plaintext)
     }
 
     /// Checks the author's signature.
@@ -268,6 +369,18 @@ impl Envelope {
     }
 }
 
+/// What a direct envelope's key slots and body are bound to: its header, so they open
+/// under no other. '/' is not in the item id alphabet, so no private item shares a label.
+fn direct_label(header: &EnvelopeHeader) -> String {
+    let hash = sha256(&header.encode());
+    let mut label = String::with_capacity(9 + 64);
+    label.push_str("envelope/");
+    for byte in hash {
+        let _ = write!(label, "{byte:02x}");
+    }
+    label
+}
+
 fn malformed(reason: &'static str) -> CryptoError {
     CryptoError::Malformed {
         what: "envelope",
@@ -309,6 +422,103 @@ mod tests {
             circle: CircleId::random(&mut rng),
             rng,
         }
+    }
+
+    #[test]
+    fn a_direct_envelope_opens_for_its_readers_only() {
+        let mut f = fixture();
+        let carol = DeviceIdentity::generate(&mut f.rng);
+        let readers = [f.bob.member_id()];
+        let envelope = Envelope::seal_direct(
+            &f.alice,
+            &readers,
+            f.circle,
+            1,
+            [0; 32],
+            b"a key for bob",
+            &mut f.rng,
+        )
+        .unwrap();
+        assert!(envelope.is_direct());
+        assert_eq!(envelope.header.epoch, DIRECT_EPOCH);
+        envelope.verify().unwrap();
+        let decoded = Envelope::decode(&envelope.encode()).unwrap();
+        assert_eq!(decoded, envelope);
+        for reader in [&f.alice, &f.bob] {
+            assert_eq!(
+                &decoded.open_direct_verified(reader).unwrap()[..],
+                b"a key for bob"
+            );
+        }
+        assert!(matches!(
+            decoded.open_direct_verified(&carol),
+            Err(CryptoError::DecryptFailed)
+        ));
+        // No circle key opens it, and an ordinary envelope does not open as a direct one.
+        assert!(decoded.open(&f.key).is_err());
+        let ordinary =
+            Envelope::seal(&f.alice, &f.key, f.circle, 1, [0; 32], 3, b"x", &mut f.rng).unwrap();
+        assert!(!ordinary.is_direct());
+        assert!(ordinary.open_direct_verified(&f.bob).is_err());
+    }
+
+    #[test]
+    fn a_direct_envelope_opens_under_its_own_header_only() {
+        let mut f = fixture();
+        let readers = [f.bob.member_id()];
+        let envelope = Envelope::seal_direct(
+            &f.alice, &readers, f.circle, 1, [0; 32], b"share", &mut f.rng,
+        )
+        .unwrap();
+        // The same ciphertext under another header (re-signed by its author) does not open.
+        let mut moved = envelope.clone();
+        moved.header.seq = 2;
+        moved.header.prev = [1; 32];
+        moved.signature = f.alice.sign(&moved.signed_message());
+        moved.verify().unwrap();
+        assert!(moved.open_direct_verified(&f.bob).is_err());
+        let mut other_circle = envelope.clone();
+        other_circle.header.circle = CircleId([9; 16]);
+        assert!(other_circle.open_direct_verified(&f.bob).is_err());
+        // Every flipped ciphertext bit fails, and a lying slot count never panics.
+        for i in 0..envelope.ciphertext.len() {
+            let mut bad = envelope.clone();
+            bad.ciphertext[i] ^= 0x01;
+            assert!(bad.open_direct_verified(&f.bob).is_err(), "byte {i}");
+        }
+        // Two slots: the author's and bob's.
+        assert_eq!(envelope.ciphertext[0], 2);
+        for count in [0u8, 1, 3, 200, 255] {
+            let mut bad = envelope.clone();
+            bad.ciphertext[0] = count;
+            assert!(bad.open_direct_verified(&f.bob).is_err(), "count {count}");
+        }
+        let mut empty = envelope.clone();
+        empty.ciphertext.clear();
+        assert!(empty.open_direct_verified(&f.bob).is_err());
+    }
+
+    #[test]
+    fn a_direct_envelope_has_at_most_max_readers() {
+        let mut f = fixture();
+        let readers: Vec<MemberId> = (0..crate::MAX_READERS)
+            .map(|_| DeviceIdentity::generate(&mut f.rng).member_id())
+            .collect();
+        let too_many =
+            Envelope::seal_direct(&f.alice, &readers, f.circle, 1, [0; 32], b"x", &mut f.rng);
+        assert!(too_many.is_err(), "the author makes one reader more");
+        let fits = Envelope::seal_direct(
+            &f.alice,
+            &readers[1..],
+            f.circle,
+            1,
+            [0; 32],
+            b"x",
+            &mut f.rng,
+        )
+        .unwrap();
+        assert_eq!(usize::from(fits.ciphertext[0]), crate::MAX_READERS);
+        assert!(fits.open_direct_verified(&f.alice).is_ok());
     }
 
     #[test]

@@ -62,7 +62,7 @@ mod vectors;
 pub mod wire;
 mod wrap;
 
-pub use envelope::{Envelope, EnvelopeHeader};
+pub use envelope::{DIRECT_EPOCH, Envelope, EnvelopeHeader};
 pub use id::{CircleId, MemberId, decode_id, encode_id};
 pub use identity::{AuthorKey, DeviceIdentity, sha256, verify_signature};
 pub use invite::{

@@ -1,14 +1,16 @@
 //! The circle key's epochs as this member holds them: opening keys wrapped for it,
-//! wrapping keys for members who lack them, and rotating. No I/O: the caller stores the
+//! sharing keys with members who lack them, and rotating. No I/O: the caller stores the
 //! keys and seals the changes this returns into envelopes.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use kith_core::{Circle, CoreError, KeyPlan, KeyShare, NewEpoch, Payload, Rotation, WRAPPED_LEN};
 use kith_crypto::{
-    CircleId, DeviceIdentity, EpochKey, MemberId, WrappedKey, unwrap_epoch_key, wrap_epoch_key,
+    CircleId, DeviceIdentity, Envelope, EpochKey, MemberId, WrappedKey, unwrap_epoch_key,
+    wrap_epoch_key,
 };
 use rand::CryptoRng;
+use zeroize::Zeroizing;
 
 /// A week: how long an epoch lasts before a steward makes the next one.
 pub const ROTATION_PERIOD_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -24,14 +26,48 @@ pub struct EpochKeys {
     shared: HashSet<(u32, String)>,
 }
 
-/// A payload about keys (a rotation's change, or a key share), and the epoch to seal its
-/// envelope with.
+/// A payload about keys (a rotation's change, or a key share), and how to seal it.
 #[derive(Debug)]
 pub struct KeyChange {
     pub payload: Payload,
-    pub seal_with: u32,
+    pub seal: Seal,
     pub what: KeyChangeKind,
 }
+
+/// How an envelope is sealed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seal {
+    /// With a circle key: every member who holds the epoch reads it, now or after joining.
+    Epoch(u32),
+    /// For these members by name ([`Envelope::seal_direct`]): a key share, which must
+    /// reach its readers whatever keys they hold, and nobody else.
+    Direct(Vec<MemberId>),
+}
+
+/// What opening one envelope gave.
+pub enum Opened {
+    Payload(Zeroizing<Vec<u8>>),
+    /// Sealed with an epoch this member does not hold (yet): it waits.
+    Locked,
+    /// Not for this member (a direct envelope for others), or damaged: it never opens.
+    Unreadable,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the plaintext.
+        f.write_str(match self {
+            Opened::Payload(_) => "Payload(..)",
+            Opened::Locked => "Locked",
+            Opened::Unreadable => "Unreadable",
+        })
+    }
+}
+
+/// A direct envelope names at most this many readers besides its author.
+const MAX_DIRECT_READERS: usize = kith_crypto::MAX_READERS - 1;
+
+const _: () = assert!(kith_core::DIRECT_EPOCH == kith_crypto::DIRECT_EPOCH);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyChangeKind {
@@ -105,6 +141,22 @@ impl EpochKeys {
         }
         self.insert(share.epoch, key);
         vec![share.epoch]
+    }
+
+    /// Opens `envelope` (verified already, by kith-sync or the store) as `identity`.
+    pub fn open(&self, identity: &DeviceIdentity, envelope: &Envelope) -> Opened {
+        let opened = if envelope.is_direct() {
+            envelope.open_direct_verified(identity)
+        } else {
+            let Some(key) = self.keys.get(&envelope.header.epoch) else {
+                return Opened::Locked;
+            };
+            envelope.open_verified(key)
+        };
+        match opened {
+            Ok(plaintext) => Opened::Payload(plaintext),
+            Err(_) => Opened::Unreadable,
+        }
     }
 
     pub fn get(&self, epoch: u32) -> Option<&EpochKey> {
@@ -227,10 +279,54 @@ impl EpochKeys {
             .write_epoch
     }
 
-    /// Everything this member should do about keys now: open wraps addressed to it, wrap
-    /// keys for members who lack them, and rotate when it holds no clean key or the
+    /// Key shares of `epoch` carrying `wraps` (recipient, wrapped key), each a direct
+    /// envelope for the members it has wraps for.
+    fn shares(
+        &mut self,
+        epoch: u32,
+        key: &EpochKey,
+        wraps: Vec<(String, Vec<u8>)>,
+    ) -> Vec<KeyChange> {
+        let commitment = key.commitment(&self.circle, epoch);
+        let mut out = Vec::new();
+        for chunk in wraps.chunks(MAX_DIRECT_READERS.min(kith_core::MAX_SHARED_WRAPS)) {
+            let mut share = KeyShare {
+                epoch,
+                commitment,
+                wraps: Vec::with_capacity(chunk.len()),
+            };
+            let mut readers = Vec::with_capacity(chunk.len());
+            for (recipient, wrapped) in chunk {
+                let (Ok(member), Ok(wrapped)) = (
+                    recipient.parse::<MemberId>(),
+                    <[u8; WRAPPED_LEN]>::try_from(wrapped.as_slice()),
+                ) else {
+                    continue;
+                };
+                share.wraps.push((member.0, wrapped));
+                readers.push(member);
+                self.shared.insert((epoch, recipient.clone()));
+            }
+            if readers.is_empty() {
+                continue;
+            }
+            out.push(KeyChange {
+                payload: Payload::Keys(share),
+                seal: Seal::Direct(readers),
+                what: KeyChangeKind::Share,
+            });
+        }
+        out
+    }
+
+    /// Everything this member should do about keys now: open wraps addressed to it, share
+    /// keys with members who lack them, and rotate when it holds no clean key or the
     /// newest epoch is older than `period_ms` (when `scheduled` allows). The changes are
     /// already applied to `circle`.
+    ///
+    /// Nothing here is sealed with an older epoch key, which a removed member may hold:
+    /// shares go in direct envelopes for the members they carry keys for, and a rotation
+    /// is sealed with its own new key, which every recipient gets in a direct share.
     pub fn upkeep(
         &mut self,
         identity: &DeviceIdentity,
@@ -248,66 +344,38 @@ impl EpochKeys {
         } else {
             circle.key_plan(&self.usable(circle), now, period_ms)
         };
-        let held = self.usable(circle);
         for (epoch, missing) in &plan.to_share {
-            let Some(key) = self.keys.get(epoch) else {
+            let Some(key) = self.keys.get(epoch).cloned() else {
                 continue;
             };
             let missing: Vec<String> = missing
                 .iter()
                 .filter(|m| !self.shared.contains(&(*epoch, (*m).clone())))
-                .take(kith_core::MAX_SHARED_WRAPS)
                 .cloned()
                 .collect();
-            if missing.is_empty() {
-                continue;
-            }
-            let Some(seal_with) = plan.share_epoch(&held, &missing) else {
-                // Nothing the members lacking it could open; they will get a rotation.
-                continue;
-            };
-            let wraps = self.wraps_for(identity, *epoch, key, &missing, rng)?;
-            let mut share = KeyShare {
-                epoch: *epoch,
-                commitment: key.commitment(&self.circle, *epoch),
-                wraps: Vec::with_capacity(wraps.len()),
-            };
-            for (recipient, wrapped) in wraps {
-                let (Ok(member), Ok(wrapped)) = (
-                    recipient.parse::<MemberId>(),
-                    <[u8; WRAPPED_LEN]>::try_from(wrapped.as_slice()),
-                ) else {
-                    continue;
-                };
-                share.wraps.push((member.0, wrapped));
-                self.shared.insert((*epoch, recipient));
-            }
-            out.changes.push(KeyChange {
-                payload: Payload::Keys(share),
-                seal_with,
-                what: KeyChangeKind::Share,
-            });
+            let wraps = self.wraps_for(identity, *epoch, &key, &missing, rng)?;
+            out.changes.extend(self.shares(*epoch, &key, wraps));
         }
         let rotate = match plan.rotate {
             Some(Rotation::Scheduled) if !scheduled => None,
             other => other,
         };
         if let Some(why) = rotate {
-            let seal_with = plan
-                .common_epoch(&held, &plan.recipients)
-                .or(plan.write_epoch)
-                .or_else(|| plan.order.iter().rev().copied().find(|e| held.contains(e)));
-            if let Some(seal_with) = seal_with {
-                let (key, epoch) = self.make_epoch(identity, &plan, &plan.recipients, rng)?;
-                let change = circle.rotate(&epoch, now)?;
-                self.insert(epoch.id, key);
-                out.learned.push(epoch.id);
-                out.changes.push(KeyChange {
-                    payload: Payload::Change(change),
-                    seal_with,
-                    what: KeyChangeKind::Rotation(why),
-                });
-            }
+            // The rotation is sealed with its own new key, which reaches every member in
+            // direct envelopes: nobody needs an older key to read it, so no older key (one
+            // a removed member may hold) seals anything about it.
+            let (key, epoch) = self.make_epoch(identity, &plan, &plan.recipients, rng)?;
+            let change = circle.rotate(&epoch, now)?;
+            self.insert(epoch.id, key.clone());
+            out.learned.push(epoch.id);
+            let me = identity.member_id().to_string();
+            let wraps = epoch.wraps.into_iter().filter(|(r, _)| *r != me).collect();
+            out.changes.extend(self.shares(epoch.id, &key, wraps));
+            out.changes.push(KeyChange {
+                payload: Payload::Change(change),
+                seal: Seal::Epoch(epoch.id),
+                what: KeyChangeKind::Rotation(why),
+            });
         }
         Ok(out)
     }

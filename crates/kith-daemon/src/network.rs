@@ -31,7 +31,7 @@ use kith_sync::join::{JoinAnswer, JoinRequest, WrappedEpoch, parse_join_request}
 use kith_sync::{EnvelopeSource, Message, Offence, Outcome, Prechecked};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::epochs::{EpochKeys, KeyChangeKind};
+use crate::epochs::{EpochKeys, KeyChangeKind, Opened};
 use crate::keyring::CircleKeyring;
 use crate::node::{CircleState, ItemEvent, Node, Refusal, now_ms};
 use crate::views;
@@ -677,14 +677,15 @@ impl Node {
             let mut changes = Vec::with_capacity(envelopes.len());
             let mut shared_keys = false;
             for envelope in envelopes.drain(..) {
-                let Some(key) = circle.keys.get(envelope.header.epoch) else {
-                    if circle.locked.len() < MAX_LOCKED {
-                        circle.locked.push(envelope);
+                let plaintext = match circle.keys.open(&self.identity, &envelope) {
+                    Opened::Payload(plaintext) => plaintext,
+                    Opened::Locked => {
+                        if circle.locked.len() < MAX_LOCKED {
+                            circle.locked.push(envelope);
+                        }
+                        continue;
                     }
-                    continue;
-                };
-                let Ok(plaintext) = envelope.open_verified(key) else {
-                    continue;
+                    Opened::Unreadable => continue,
                 };
                 match Payload::decode(&plaintext) {
                     Ok(Payload::Change(change)) => {
@@ -820,7 +821,7 @@ impl Node {
                 KeyChangeKind::Share => tracing::info!("wrapped a circle key for members"),
             }
             let answer = Reply::Done { id: String::new() };
-            match self.seal_payload(index, change.seal_with, &change.payload, answer, None) {
+            match self.seal_payload(index, &change.seal, &change.payload, answer, None) {
                 Ok(outcome) => self.submit(outcome, None),
                 Err(Refusal(_, message)) => tracing::warn!(%message, "a key change was not sealed"),
             }

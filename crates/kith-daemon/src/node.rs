@@ -25,7 +25,7 @@ use kith_sync::Message;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::attention::{self, Digest};
-use crate::epochs::EpochKeys;
+use crate::epochs::{EpochKeys, Opened, Seal};
 use crate::keyring::CircleKeyring;
 use crate::notify::{self, NoticeKind, Notifications, NotifySettings};
 use crate::{
@@ -147,26 +147,23 @@ impl Node {
             doc.set_keyring(CircleKeyring::shared(&identity, record.id));
             // Keys arrive inside the circle (a rotation's wraps): open what the keys held
             // allow, learn the keys that reveals, and go on until nothing more opens.
+            // Direct envelopes (key shares) open with this member's identity, or never.
             let mut locked = envelopes;
             let before = keys.len();
             loop {
                 let (open, still): (Vec<Envelope>, Vec<Envelope>) = locked
                     .into_iter()
-                    .partition(|e| keys.get(e.header.epoch).is_some());
+                    .partition(|e| e.is_direct() || keys.get(e.header.epoch).is_some());
                 locked = still;
                 if open.is_empty() {
                     break;
                 }
                 let mut changes = Vec::with_capacity(open.len());
                 for envelope in &open {
-                    let Some(key) = keys.get(envelope.header.epoch) else {
-                        continue;
-                    };
                     // Every stored envelope was verified before it was stored, and the
                     // store's rows are authenticated under this device's key.
                     // (A key shared by a hostile member may not open it: skipped, never fatal.)
-                    let Ok(plaintext) = envelope.open_verified(key) else {
-                        tracing::warn!("a stored envelope does not open with its epoch's key");
+                    let Opened::Payload(plaintext) = keys.open(&identity, envelope) else {
                         continue;
                     };
                     match Payload::decode(&plaintext) {
@@ -765,38 +762,50 @@ impl Node {
         event: Option<ItemEvent>,
     ) -> Result<Outcome, Refusal> {
         let payload = Payload::Change(change.to_vec());
-        self.seal_payload(index, epoch, &payload, answer, event)
+        self.seal_payload(index, &Seal::Epoch(epoch), &payload, answer, event)
     }
 
     /// Seals `payload` (a change, or a key share) as this member's next envelope.
     pub(crate) fn seal_payload(
         &mut self,
         index: usize,
-        epoch: u32,
+        seal: &Seal,
         payload: &Payload,
         answer: Reply,
         event: Option<ItemEvent>,
     ) -> Result<Outcome, Refusal> {
         let circle = self.circles.get_mut(index).ok_or_else(no_circle)?;
-        let key = circle
-            .keys
-            .get(epoch)
-            .ok_or_else(|| Refusal(ErrorKind::Internal, "no key for the circle's epoch".into()))?;
         let (seq, prev) = match circle.own_head {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, [0u8; 32]),
         };
         let payload = payload.encode();
-        let envelope = Envelope::seal(
-            &self.identity,
-            key,
-            circle.id,
-            seq,
-            prev,
-            epoch,
-            &payload,
-            &mut rand::rng(),
-        )
+        let envelope = match seal {
+            Seal::Epoch(epoch) => {
+                let key = circle.keys.get(*epoch).ok_or_else(|| {
+                    Refusal(ErrorKind::Internal, "no key for the circle's epoch".into())
+                })?;
+                Envelope::seal(
+                    &self.identity,
+                    key,
+                    circle.id,
+                    seq,
+                    prev,
+                    *epoch,
+                    &payload,
+                    &mut rand::rng(),
+                )
+            }
+            Seal::Direct(readers) => Envelope::seal_direct(
+                &self.identity,
+                readers,
+                circle.id,
+                seq,
+                prev,
+                &payload,
+                &mut rand::rng(),
+            ),
+        }
         .map_err(internal)?;
         circle.own_head = Some((seq, envelope.hash()));
         let push = match self.net.sync.circle_mut(&circle.id) {

@@ -42,22 +42,20 @@ use std::time::Instant;
 
 use kith_core::{Circle, ItemId, Mood, Payload, RemoveOutcome, Role, invite_id};
 use kith_crypto::{CircleId, DeviceIdentity, Envelope, EpochKey, Hash, Secret};
-use kith_daemon::epochs::{EpochKeys, KeyChangeKind, ROTATION_PERIOD_MS};
+use kith_daemon::epochs::{EpochKeys, KeyChangeKind, Opened, ROTATION_PERIOD_MS, Seal};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
 
 const DAY: i64 = 24 * 3600 * 1000;
-/// The oracle's name for a key change sealed with an older key because its readers shared
-/// no clean one.
+/// Checks that fail when a member ends without a key it is entitled to (counted as a
+/// liveness gap, docs/document.md "Known limits").
 const KEY_LIVENESS: [&str; 4] = [
     "convergence: a member lacks keys",
     "convergence: a current member's envelope sealed with an unlisted epoch stays locked",
     "entitlement: the key was never wrapped for the member",
     "entitlement: the share waits for changes sealed with the shared key",
 ];
-const DIRTY_KEY_CHANGE: &str =
-    "oracle: a key change sealed with a key a removed member holds, no clean key being common";
 /// Members stop admitting newcomers at this size: bigger circles add time, not new races.
 const MAX_MEMBERS: usize = 10;
 /// Rounds of "everything to everyone" before the run counts as not settling.
@@ -89,18 +87,6 @@ struct Sent {
     change: Option<Vec<u8>>,
     /// Members the writer's own document listed as removed when it chose the epoch.
     removed_seen: BTreeSet<String>,
-    /// For a key change: how its writer saw the epoch it was sealed with.
-    choice: Option<SealChoice>,
-}
-
-/// How the writer of a key change saw the epoch upkeep sealed it with.
-#[derive(Clone, Copy, Debug)]
-struct SealChoice {
-    /// Its document said a removed member holds that epoch.
-    known_dirty: bool,
-    /// An epoch no removed member holds that it and every current member hold (as its
-    /// document tells), which the change could have been sealed with instead.
-    clean_common: Option<u32>,
 }
 
 struct Member {
@@ -149,9 +135,6 @@ struct Stats {
     refused: u64,
     /// Seeds that ended with no steward left (two stewards removing each other).
     no_steward_left: u64,
-    /// Key changes sealed with a key a removed member holds because their readers shared
-    /// no clean one (wrapped keys and ids only).
-    dirty_key_changes: u64,
     /// Seeds where a member ended without a key it is entitled to.
     liveness_gap_seeds: u64,
     settle_rounds_max: u64,
@@ -173,7 +156,6 @@ impl Stats {
         self.shares += other.shares;
         self.oracle_checks += other.oracle_checks;
         self.oracle_posts += other.oracle_posts;
-        self.dirty_key_changes += other.dirty_key_changes;
         self.liveness_gap_seeds += other.liveness_gap_seeds;
         self.entitlement_checks += other.entitlement_checks;
         self.refused += other.refused;
@@ -246,7 +228,15 @@ impl View {
         View {
             roster,
             former: ids_of(&circle.former_members()),
-            epochs: circle.epochs().iter().map(|e| e.id).collect(),
+            // Counted epochs only: a removed member's late epoch (made after its cutoff)
+            // seals nothing that counts, and members it never reached need not list it.
+            // What honest members sealed with one is checked by the entitlement check.
+            epochs: circle
+                .epochs()
+                .iter()
+                .filter(|e| e.counted)
+                .map(|e| e.id)
+                .collect(),
             items: circle.items().into_iter().map(|i| i.id).collect(),
         }
     }
@@ -369,47 +359,76 @@ impl Sim {
     /// `removed_seen` is read now: every caller seals with an epoch chosen in this same
     /// state of the document, or (a removal) passes through [`Sim::publish_seen`].
     fn publish(&mut self, who: usize, change: Vec<u8>, epoch: u32, kind: Kind) {
-        self.publish_payload(who, Payload::Change(change), epoch, kind);
+        self.publish_payload(who, Payload::Change(change), Seal::Epoch(epoch), kind);
     }
 
-    fn publish_payload(&mut self, who: usize, payload: Payload, epoch: u32, kind: Kind) {
+    fn publish_payload(&mut self, who: usize, payload: Payload, seal: Seal, kind: Kind) {
         let removed_seen = ids_of(&self.members[who].circle.former_members());
-        self.publish_seen(who, payload, epoch, kind, removed_seen);
+        self.publish_seen(who, payload, seal, kind, removed_seen);
     }
 
     fn publish_seen(
         &mut self,
         who: usize,
         payload: Payload,
-        epoch: u32,
+        seal: Seal,
         kind: Kind,
         removed_seen: BTreeSet<String>,
     ) {
         let index = self.sent.len();
         let m = &mut self.members[who];
-        let key = m
-            .keys
-            .get(epoch)
-            .expect("a writer holds the epoch it seals with");
-        let envelope = Envelope::seal(
-            &m.identity,
-            key,
-            self.circle_id,
-            m.seq + 1,
-            m.prev,
-            epoch,
-            &payload.encode(),
-            &mut self.rng,
-        )
+        let envelope = match &seal {
+            Seal::Epoch(epoch) => {
+                let key = m
+                    .keys
+                    .get(*epoch)
+                    .expect("a writer holds the epoch it seals with");
+                Envelope::seal(
+                    &m.identity,
+                    key,
+                    self.circle_id,
+                    m.seq + 1,
+                    m.prev,
+                    *epoch,
+                    &payload.encode(),
+                    &mut self.rng,
+                )
+            }
+            Seal::Direct(readers) => Envelope::seal_direct(
+                &m.identity,
+                readers,
+                self.circle_id,
+                m.seq + 1,
+                m.prev,
+                &payload.encode(),
+                &mut self.rng,
+            ),
+        }
         .expect("a change fits in one envelope");
+        let epoch = envelope.header.epoch;
         m.seq += 1;
         m.prev = envelope.hash();
         m.seen.insert(index);
         m.opened.insert(index);
         let author_id = m.id.clone();
         if self.trace {
+            let what = match &payload {
+                Payload::Keys(share) => {
+                    let to: Vec<String> = share
+                        .wraps
+                        .iter()
+                        .map(|(id, _)| {
+                            let id = kith_crypto::MemberId(*id).to_string();
+                            self.index_of(&id).map_or(id, |i| i.to_string())
+                        })
+                        .collect();
+                    format!(" (epoch {} for members {to:?})", share.epoch)
+                }
+                Payload::Change(_) => String::new(),
+            };
+            let m = &self.members[who];
             eprintln!(
-                "[{}] member {who} sends envelope {index}: {kind:?} with epoch {epoch}, \
+                "[{}] member {who} sends envelope {index}: {kind:?}{what} with epoch {epoch}, \
                  removed seen {removed_seen:?}, holds {:?}",
                 when(self.step, self.joining),
                 m.keys.held()
@@ -426,7 +445,6 @@ impl Sim {
             kind,
             change,
             removed_seen,
-            choice: None,
         });
         self.stats.envelopes += 1;
     }
@@ -445,11 +463,6 @@ impl Sim {
         );
         match result {
             Ok(upkeep) => {
-                let choice = if upkeep.changes.is_empty() {
-                    None
-                } else {
-                    Some(self.seal_choice(who, &upkeep.learned))
-                };
                 for change in upkeep.changes {
                     let kind = match change.what {
                         KeyChangeKind::Share => {
@@ -465,16 +478,7 @@ impl Sim {
                             Kind::Rotation
                         }
                     };
-                    let seal_with = change.seal_with;
-                    self.publish_payload(who, change.payload, seal_with, kind);
-                    if let (Some(sent), Some((clean, clean_common))) =
-                        (self.sent.last_mut(), &choice)
-                    {
-                        sent.choice = Some(SealChoice {
-                            known_dirty: !clean.contains(&seal_with),
-                            clean_common: *clean_common,
-                        });
-                    }
+                    self.publish_payload(who, change.payload, change.seal, kind);
                 }
                 if self.trace && !upkeep.learned.is_empty() {
                     eprintln!(
@@ -492,33 +496,6 @@ impl Sim {
                 false
             }
         }
-    }
-
-    /// The epochs `who`'s document says no removed member holds, and the newest of them
-    /// that it and every current member hold: what it held before `learned`.
-    fn seal_choice(&self, who: usize, learned: &[u32]) -> (BTreeSet<u32>, Option<u32>) {
-        let m = &self.members[who];
-        let mut held = m.keys.held();
-        for epoch in learned {
-            held.remove(epoch);
-        }
-        let plan = m.circle.key_plan(&held, self.now, ROTATION_PERIOD_MS);
-        let former = ids_of(&m.circle.former_members());
-        let clean: BTreeSet<u32> = plan
-            .order
-            .iter()
-            .copied()
-            .filter(|e| plan.holders.get(e).is_none_or(|h| h.is_disjoint(&former)))
-            .collect();
-        let clean_common = plan.order.iter().rev().copied().find(|e| {
-            held.contains(e)
-                && clean.contains(e)
-                && plan
-                    .recipients
-                    .iter()
-                    .all(|r| plan.holders.get(e).is_some_and(|h| h.contains(r)))
-        });
-        (clean, clean_common)
     }
 
     /// Notes where `who` got the keys of `learned`: made them, or opened whose wraps.
@@ -589,36 +566,46 @@ impl Sim {
                 .locked
                 .iter()
                 .copied()
-                .filter(|&e| m.keys.get(self.sent[e].envelope.header.epoch).is_some())
+                .filter(|&e| {
+                    let envelope = &self.sent[e].envelope;
+                    envelope.is_direct() || m.keys.get(envelope.header.epoch).is_some()
+                })
                 .collect();
             let mut changes = Vec::new();
             let mut unopened = Vec::new();
+            let mut shared = Vec::new();
             for &e in &ready {
                 let sent = &self.sent[e];
-                let key = m
-                    .keys
-                    .get(sent.envelope.header.epoch)
-                    .expect("only envelopes whose key is held are ready");
                 // Verified once when sealed (`check_envelopes`), as kith-sync does on arrival.
-                match sent
-                    .envelope
-                    .open_verified(key)
-                    .map(|p| Payload::decode(&p))
-                {
-                    Ok(Ok(Payload::Change(change))) => {
+                let payload = match m.keys.open(&m.identity, &sent.envelope) {
+                    Opened::Payload(plaintext) => Payload::decode(&plaintext).ok(),
+                    // A direct envelope for others: never opens here.
+                    Opened::Unreadable if sent.envelope.is_direct() => {
+                        m.locked.remove(&e);
+                        continue;
+                    }
+                    Opened::Unreadable | Opened::Locked => None,
+                };
+                match payload {
+                    Some(Payload::Change(change)) => {
                         changes.push((sent.author_id.clone(), change));
                     }
                     // A key share: opened at once, outside the document.
-                    Ok(Ok(Payload::Keys(share))) => {
+                    Some(Payload::Keys(share)) => {
                         if let Ok(author) = sent.author_id.parse::<kith_crypto::MemberId>() {
-                            m.keys.learn_shared(&m.identity, &author, &share);
+                            let learned = m.keys.learn_shared(&m.identity, &author, &share);
+                            shared.push((sent.author, learned));
                         }
                     }
-                    _ => unopened.push(e),
+                    None => unopened.push(e),
                 }
                 m.locked.remove(&e);
                 m.opened.insert(e);
             }
+            for (author, learned) in shared {
+                self.note_origins(who, &learned, &format!("shared by member {author}; "));
+            }
+            let m = &mut self.members[who];
             if self.trace && !ready.is_empty() {
                 eprintln!(
                     "[{}] member {who} opens {ready:?}",
@@ -943,7 +930,7 @@ impl Sim {
                 self.publish_seen(
                     steward,
                     Payload::Change(change),
-                    epoch,
+                    Seal::Epoch(epoch),
                     Kind::Removal,
                     removed_seen,
                 );
@@ -1121,6 +1108,39 @@ impl Sim {
         let former: Vec<usize> = (0..self.members.len())
             .filter(|&m| whole.former.contains(&self.members[m].id))
             .collect();
+        if self.trace {
+            // What each member still cannot open, how its epochs differ from the whole
+            // document's, and what it would share.
+            for &h in &honest {
+                let m = &self.members[h];
+                let plan =
+                    m.circle
+                        .key_plan(&m.keys.usable(&m.circle), self.now, ROTATION_PERIOD_MS);
+                let locked: Vec<(usize, u32, usize)> = m
+                    .locked
+                    .iter()
+                    .map(|&e| (e, self.sent[e].envelope.header.epoch, self.sent[e].author))
+                    .collect();
+                let mine: BTreeSet<(u32, bool)> = m
+                    .circle
+                    .epochs()
+                    .iter()
+                    .map(|e| (e.id, e.counted))
+                    .collect();
+                let theirs: BTreeSet<(u32, bool)> = observer
+                    .epochs()
+                    .iter()
+                    .map(|e| (e.id, e.counted))
+                    .collect();
+                eprintln!(
+                    "[at the end] member {h}: locked (envelope, epoch, author) {locked:?}; \
+                     epochs only it lists {:?}, only the whole document {:?}; it shares {:?}",
+                    mine.difference(&theirs).collect::<Vec<_>>(),
+                    theirs.difference(&mine).collect::<Vec<_>>(),
+                    plan.to_share
+                );
+            }
+        }
         // A removal by a steward who is still a member in the end must take (unless the
         // member removed was on no roster anyway).
         let lost: Vec<(usize, usize)> = self
@@ -1184,7 +1204,11 @@ impl Sim {
             for &e in &self.members[who].locked {
                 let sent = &self.sent[e];
                 let epoch = sent.envelope.header.epoch;
-                if honest.contains(&sent.author) && epoch != 0 && !listed.contains(&epoch) {
+                if honest.contains(&sent.author)
+                    && !sent.envelope.is_direct()
+                    && epoch != 0
+                    && !listed.contains(&epoch)
+                {
                     let origin = self.members[sent.author].origin.get(&epoch).cloned();
                     locked.push(format!(
                         "member {who} cannot open envelope {e} ({:?} by member {}, epoch \
@@ -1290,29 +1314,21 @@ impl Sim {
                     self.stats.oracle_posts += 1;
                 }
                 let epoch = sent.envelope.header.epoch;
-                let opens = m.keys.held().into_iter().find(|&k| {
-                    let key = m.keys.get(k).expect("held");
-                    sent.envelope.open(key).is_ok()
-                });
-                if m.keys.get(epoch).is_none() && opens.is_none() {
+                let opens = if sent.envelope.is_direct() {
+                    sent.envelope.open_direct_verified(&m.identity).is_ok()
+                } else {
+                    m.keys.get(epoch).is_some()
+                        || m.keys.held().into_iter().any(|k| {
+                            let key = m.keys.get(k).expect("held");
+                            sent.envelope.open(key).is_ok()
+                        })
+                };
+                if !opens {
                     continue;
                 }
-                let check = match sent.choice {
-                    None => "oracle: a removed member opens later content",
-                    Some(SealChoice {
-                        known_dirty: false, ..
-                    }) => {
-                        "oracle: a removed member opens a key change sealed with a key the writer believed clean"
-                    }
-                    Some(SealChoice {
-                        clean_common: Some(_),
-                        ..
-                    }) => {
-                        "oracle: a key change sealed with a key a removed member holds, though a clean key was common"
-                    }
-                    Some(SealChoice {
-                        clean_common: None, ..
-                    }) => DIRTY_KEY_CHANGE,
+                let check = match sent.kind {
+                    Kind::Share | Kind::Rotation => "oracle: a removed member opens a key change",
+                    _ => "oracle: a removed member opens later content",
                 };
                 let how = match m.origin.get(&epoch) {
                     Some(origin) => format!("; it got epoch {epoch}: {origin}"),
@@ -1331,13 +1347,6 @@ impl Sim {
             }
         }
         for (check, detail) in breaches {
-            // Decided and documented (docs/document.md): a rotation or share whose readers
-            // share no clean key is sealed with an older one. It carries wrapped keys and
-            // ids, never content or a key the removed member can open; counted, not failed.
-            if check == DIRTY_KEY_CHANGE {
-                self.stats.dirty_key_changes += 1;
-                continue;
-            }
             self.fail(check, detail);
         }
     }
@@ -1370,7 +1379,11 @@ impl Sim {
             for (e, sent) in self.sent.iter().enumerate() {
                 let epoch = sent.envelope.header.epoch;
                 let listed = epochs.iter().find(|v| v.id == epoch);
-                if !honest.contains(&sent.author) || (epoch != 0 && listed.is_none()) {
+                // Direct envelopes (key shares) are for the members they name only.
+                if sent.envelope.is_direct()
+                    || !honest.contains(&sent.author)
+                    || (epoch != 0 && listed.is_none())
+                {
                     continue;
                 }
                 self.stats.entitlement_checks += 1;
@@ -1512,7 +1525,7 @@ fn removed_members_read_nothing_later_and_members_converge() {
          ({} of stewards), {} appointments, {} scheduled and {} no-clean-key rotations, \
          {} shares; oracle checked {} (envelope, removed member) pairs, {} of them posts; \
          entitlement opened {} envelopes; {} changes refused by the rules; {} seeds ended \
-         without a steward; {} key changes sealed with an older key (no clean one common); \
+         without a steward; \
          {} seeds left a member without a key it is entitled to; at most {} settle rounds",
         stats.seeds,
         seeds,
@@ -1533,7 +1546,6 @@ fn removed_members_read_nothing_later_and_members_converge() {
         stats.entitlement_checks,
         stats.refused,
         stats.no_steward_left,
-        stats.dirty_key_changes,
         stats.liveness_gap_seeds,
         stats.settle_rounds_max,
     );
@@ -1636,9 +1648,10 @@ fn a_member_admitted_by_a_member_who_does_not_count_does_not_count() {
 }
 
 /// Ann removes Cat while Bob admits Nat, handing him epoch 0, the only key he holds. Once
-/// Nat sees the removal he holds no clean key, and what upkeep writes for him (Ann's share
-/// of the new epoch, Nat's own rotation) is sealed with epoch 0, which Cat holds: Cat
-/// opens it and learns who is in the circle and which epochs exist (not their keys).
+/// Nat sees the removal he holds no clean key. What upkeep writes for him (Ann's share of
+/// the new epoch, Nat's own rotation) used to be sealed with epoch 0, which Cat holds, so
+/// Cat learned who is in the circle and which epochs exist; shares now go in direct
+/// envelopes for their readers, and a rotation is sealed with its own new key.
 #[test]
 fn a_removed_member_opens_nothing_written_after_its_removal() {
     let (ann, bob, cat) = (0, 1, 2);
@@ -1655,11 +1668,11 @@ fn a_removed_member_opens_nothing_written_after_its_removal() {
 }
 
 /// Ann removes Cat (epoch E1, generation 1) while Bob, not knowing, rotates twice (E2 and
-/// E3, generations 1 and 2, wrapped for Cat too). Ann's next rotation is sealed with the
-/// newest epoch Ann and Bob both hold, E3, though Cat holds it and both hold E1, which
-/// Cat does not: Cat opens the rotation.
+/// E3, generations 1 and 2, wrapped for Cat too). Ann's next rotation was once sealed with
+/// the newest epoch Ann and Bob both hold, E3, which Cat holds: Cat opened the rotation.
+/// Now it is sealed with its own new key, which Ann sends Bob in a direct envelope.
 #[test]
-fn key_changes_are_sealed_with_a_clean_key_when_there_is_one() {
+fn a_rotation_is_sealed_with_its_own_new_key() {
     let (ann, bob, cat) = (0, 1, 2);
     let mut sim = circle_of(2, 7);
     sim.remove_by(ann, cat);
@@ -1671,14 +1684,31 @@ fn key_changes_are_sealed_with_a_clean_key_when_there_is_one() {
     let sent = &sim.sent[rotation];
     assert_eq!((sent.author, sent.kind), (ann, Kind::Rotation));
     let epoch = sent.envelope.header.epoch;
-    let choice = sent.choice.expect("a key change");
+    let newest = sim.members[ann]
+        .circle
+        .epochs()
+        .into_iter()
+        .max_by_key(|e| e.generation)
+        .expect("epochs");
+    assert_eq!(epoch, newest.id, "Ann seals her rotation with its own key");
     assert!(
-        !choice.known_dirty,
-        "Ann sealed her rotation with epoch {epoch}, which she knows Cat holds, though she \
-         and Bob hold epoch {:?}, which no removed member holds; Cat opens it: {}",
-        choice.clean_common,
-        sim.members[cat].keys.get(epoch).is_some()
+        sim.members[cat].keys.get(epoch).is_none(),
+        "Cat holds epoch {epoch}"
     );
+    let share = rotation - 1;
+    assert_eq!(sim.sent[share].kind, Kind::Share, "the new key's share");
+    assert!(sim.sent[share].envelope.is_direct());
+    sim.finish();
+    assert!(
+        sim.members[bob].keys.get(epoch).is_some(),
+        "Bob gets the key"
+    );
+    let oracle: Vec<&Failure> = sim
+        .failures
+        .iter()
+        .filter(|f| f.check.starts_with("oracle"))
+        .collect();
+    assert!(oracle.is_empty(), "{oracle:#?}");
 }
 
 /// Cat admits Nat while Ann rotates; Bob, a steward, sees both and wraps Ann's epoch for
@@ -1794,8 +1824,9 @@ fn a_post_sealed_with_a_removed_members_late_epoch_stays_readable() {
     let mut sim = circle_of(2, 7);
     sim.remove_by(ann, cat);
     let late = sim.rotate(cat).expect("Cat rotates");
+    // The new key's share for Bob, then the rotation sealed with it.
     let rotation = sim.sent.len() - 1;
-    sim.deliver(bob, [rotation]);
+    sim.deliver(bob, [rotation - 1, rotation]);
     let post = sim.post(bob).expect("Bob posts");
     assert_eq!(
         sim.sent[post].envelope.header.epoch, late,
