@@ -7,9 +7,11 @@
 //! only says what the document holds and what the local member should do about it
 //! ([`Circle::key_plan`]). `docs/document.md` ("Removal and key epochs") has the rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use automerge::{ActorId, ObjId, ReadDoc, Value, transaction::Transactable};
+use automerge::{
+    ActorId, ObjId, ReadDoc, ScalarValueRef, Value, ValueRef, transaction::Transactable,
+};
 use autosurgeon::bytes::ByteArray;
 use autosurgeon::{Hydrate, reconcile_prop};
 
@@ -128,6 +130,43 @@ impl KeyPlan {
             .find(all_hold)
             .or_else(|| self.unexposed.iter().rev().copied().find(all_hold))
             .or_else(|| self.order.iter().rev().copied().find(all_hold))
+    }
+}
+
+/// What [`Circle::key_plan`] reads from the document, kept until the document changes.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache {
+    epochs: Vec<EpochView>,
+    holders: BTreeMap<u32, BTreeSet<String>>,
+}
+
+/// Members (current and former) by automerge actor: their id, and their cutoff if removed.
+struct Writers {
+    by_actor: HashMap<[u8; 16], (String, Option<u64>)>,
+}
+
+impl Writers {
+    fn lookup(&self, obj: &ObjId) -> Option<(u64, &(String, Option<u64>))> {
+        let ObjId::Id(counter, actor, _) = obj else {
+            return None;
+        };
+        let actor: [u8; 16] = actor.to_bytes().try_into().ok()?;
+        self.by_actor.get(&actor).map(|w| (*counter, w))
+    }
+
+    /// The member (removed or not) whose op made `obj`: keys a removed member wrapped
+    /// before anyone knew still open what was sealed with them.
+    fn any(&self, obj: &ObjId) -> Option<String> {
+        self.lookup(obj).map(|(_, (id, _))| id.clone())
+    }
+
+    /// The member whose op made `obj`, if that op counts (a removed member's ops count up
+    /// to their cutoff only).
+    fn counted(&self, obj: &ObjId) -> Option<String> {
+        match self.lookup(obj)? {
+            (counter, (_, Some(cutoff))) if counter > *cutoff => None,
+            (_, (id, _)) => Some(id.clone()),
+        }
     }
 }
 
@@ -253,21 +292,45 @@ impl Circle {
     }
 
     /// The epochs the document holds, by id. Epochs a removed member made after their
-    /// cutoff, and wraps they wrote after it, are left out; so are malformed ones.
+    /// cutoff (or someone the roster does not count made) are listed as not counted;
+    /// wraps by someone on no roster, and malformed epochs, are left out.
     pub fn epochs(&self) -> Vec<EpochView> {
+        self.key_cache().epochs.clone()
+    }
+
+    /// The commitment the document holds for epoch `id` (none for epoch 0).
+    pub fn epoch_commitment(&self, id: u32) -> Option<[u8; 32]> {
+        self.key_cache()
+            .epochs
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.commitment)
+    }
+
+    /// The epochs and their holders as the document holds them now, read once.
+    fn key_cache(&self) -> &KeyCache {
+        self.key_cache.get_or_init(|| {
+            let epochs = self.read_epochs();
+            let holders = self.holders(&epochs);
+            KeyCache { epochs, holders }
+        })
+    }
+
+    fn read_epochs(&self) -> Vec<EpochView> {
         let Some(map) = self.root_map(EPOCHS) else {
             return Vec::new();
         };
+        let writers = self.writers();
         let mut out = Vec::new();
         for entry in self.doc.map_range(&map, ..).take(MAX_EPOCHS) {
             let Some(id) = parse_epoch_id(&entry.key) else {
                 continue;
             };
             let obj = entry.id();
-            let counted = self.counted_writer(&obj);
+            let counted = writers.counted(&obj);
             let creator = counted
                 .clone()
-                .or_else(|| self.any_writer(&obj))
+                .or_else(|| writers.any(&obj))
                 .unwrap_or_default();
             let Ok(doc) = EpochDoc::hydrate_map(&self.doc, &obj) else {
                 continue;
@@ -278,6 +341,25 @@ impl Circle {
                     if actor_for_member(&wrap.key).is_err() {
                         continue;
                     }
+                    let mut push = |bytes: &[u8], op: &ObjId| {
+                        if bytes.len() != WRAPPED_LEN {
+                            return;
+                        }
+                        if let Some(sender) = writers.any(op) {
+                            wraps.push(WrapView {
+                                recipient: wrap.key.to_string(),
+                                sender,
+                                wrapped: bytes.to_vec(),
+                            });
+                        }
+                    };
+                    if !wrap.conflict {
+                        // The usual case (wraps are written once): no second lookup.
+                        if let ValueRef::Scalar(ScalarValueRef::Bytes(bytes)) = &wrap.value {
+                            push(bytes, &wrap.id());
+                        }
+                        continue;
+                    }
                     // Every value written for this recipient, each with its writer.
                     for (value, op) in self
                         .doc
@@ -285,20 +367,9 @@ impl Circle {
                         .unwrap_or_default()
                     {
                         let Value::Scalar(s) = value else { continue };
-                        let automerge::ScalarValue::Bytes(bytes) = s.as_ref() else {
-                            continue;
-                        };
-                        if bytes.len() != WRAPPED_LEN {
-                            continue;
+                        if let automerge::ScalarValue::Bytes(bytes) = s.as_ref() {
+                            push(bytes, &op);
                         }
-                        let Some(sender) = self.any_writer(&op) else {
-                            continue;
-                        };
-                        wraps.push(WrapView {
-                            recipient: wrap.key.to_string(),
-                            sender,
-                            wrapped: bytes.clone(),
-                        });
                     }
                 }
             }
@@ -316,18 +387,21 @@ impl Circle {
         out
     }
 
-    /// The member (removed or not) whose op made `obj`: keys a removed member wrapped
-    /// before anyone knew still open what was sealed with them.
-    fn any_writer(&self, obj: &ObjId) -> Option<String> {
-        let ObjId::Id(_, actor, _) = obj else {
-            return None;
-        };
-        self.feed
+    /// Who wrote what, looked up by actor: built once per read, since every wrap and
+    /// approval asks (decoding each member id per question cost ~40 ms for a key plan over
+    /// three years of weekly epochs in a circle of 50).
+    fn writers(&self) -> Writers {
+        let by_actor = self
+            .feed
             .members()
             .iter()
             .chain(self.feed.former())
-            .find(|m| actor_for_member(&m.id).is_ok_and(|a| a.as_slice() == actor.to_bytes()))
-            .map(|m| m.id.clone())
+            .filter_map(|m| {
+                let actor = actor_for_member(&m.id).ok()?;
+                Some((actor, (m.id.clone(), m.removed.map(|r| r.cutoff))))
+            })
+            .collect();
+        Writers { by_actor }
     }
 
     /// How many roster entries carry a removal marker, as the validator counts them.
@@ -339,24 +413,6 @@ impl Circle {
             .map_range(&roster, ..)
             .filter(|e| matches!(self.doc.get(e.id(), REMOVED), Ok(Some(_))))
             .count() as u64
-    }
-
-    /// The member whose op made `obj`, if that op counts (a removed member's ops count up
-    /// to their cutoff only).
-    fn counted_writer(&self, obj: &ObjId) -> Option<String> {
-        let ObjId::Id(counter, actor, _) = obj else {
-            return None;
-        };
-        let member = self
-            .feed
-            .members()
-            .iter()
-            .chain(self.feed.former())
-            .find(|m| actor_for_member(&m.id).is_ok_and(|a| a.as_slice() == actor.to_bytes()))?;
-        match member.removed {
-            Some(removal) if *counter > removal.cutoff => None,
-            _ => Some(member.id.clone()),
-        }
     }
 
     /// Who holds each epoch's key, as far as the document tells: its maker, everyone it
@@ -406,8 +462,7 @@ impl Circle {
     ///   than the period (a day later for members who are not stewards, so that stewards
     ///   usually do it and members only stand in).
     pub fn key_plan(&self, held: &BTreeSet<u32>, now: i64, period_ms: i64) -> KeyPlan {
-        let epochs = self.epochs();
-        let holders = self.holders(&epochs);
+        let KeyCache { epochs, holders } = self.key_cache();
         // An epoch is clean when no removal happened since it was made: then nobody who
         // holds it has been removed (a wrap for a removed member is refused once they are,
         // and anyone who knows the epoch knows every removal before it). Counted
@@ -474,7 +529,7 @@ impl Circle {
             recipients: self.feed.members().iter().map(|m| m.id.clone()).collect(),
             ..KeyPlan::default()
         };
-        for epoch in &epochs {
+        for epoch in epochs {
             if held.contains(&epoch.id) {
                 continue;
             }
@@ -489,7 +544,7 @@ impl Circle {
         }
         if member.is_none() {
             // Not (or no longer) a member: nothing to share or rotate.
-            plan.holders = holders;
+            plan.holders = holders.clone();
             return plan;
         }
         let stewards: BTreeSet<&str> = self
@@ -500,7 +555,7 @@ impl Circle {
             .map(|m| m.id.as_str())
             .collect();
         let current: BTreeSet<&str> = self.feed.members().iter().map(|m| m.id.as_str()).collect();
-        for epoch in &epochs {
+        for epoch in epochs {
             if !held.contains(&epoch.id) {
                 continue;
             }
@@ -542,7 +597,7 @@ impl Circle {
                 plan.rotate = Some(Rotation::Scheduled);
             }
         }
-        plan.holders = holders;
+        plan.holders = holders.clone();
         plan
     }
 
@@ -656,13 +711,14 @@ impl Circle {
             .filter(|m| m.role == Role::Steward)
             .map(|m| m.id.as_str())
             .collect();
+        let writers = self.writers();
         let mut out = Vec::new();
         for entry in self.doc.map_range(&map, ..) {
             if !is_proposal_id(&entry.key) {
                 continue;
             }
             let obj = entry.id();
-            let Some(proposer) = self.counted_writer(&obj) else {
+            let Some(proposer) = writers.counted(&obj) else {
                 continue;
             };
             let Ok(doc) = ProposalDoc::hydrate_map(&self.doc, &obj) else {
@@ -675,7 +731,7 @@ impl Circle {
             if let Some(votes) = child_map(&self.doc, &obj, APPROVALS) {
                 for vote in self.doc.map_range(&votes, ..) {
                     // An approval counts only if the steward it names wrote it.
-                    let writer = self.counted_writer(&vote.id());
+                    let writer = writers.counted(&vote.id());
                     if writer.as_deref() == Some(vote.key.as_ref())
                         && stewards.contains(vote.key.as_ref())
                     {

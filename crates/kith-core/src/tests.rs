@@ -806,6 +806,7 @@ pub(super) fn raw_edit(c: &mut Circle, edit: impl FnOnce(&mut automerge::AutoCom
     c.doc
         .commit_with(CommitOptions::default().with_time(0))
         .unwrap();
+    c.doc_changed();
     c.doc.get_last_local_change().unwrap().raw_bytes().to_vec()
 }
 

@@ -129,3 +129,56 @@ fn timings() {
         );
     }
 }
+
+/// The key plan (run after every received batch and before every write) in a circle of 50
+/// members after three years of weekly rotations, each epoch wrapped for everyone.
+#[test]
+#[ignore = "prints timings; run explicitly with --release -- --ignored --nocapture"]
+fn key_plan_timing() {
+    use std::collections::BTreeSet;
+
+    use kith_core::NewEpoch;
+    const WEEK: i64 = 7 * 24 * 3600 * 1000;
+    let (mut ann, genesis) = Circle::found(&member(1), "Ann", "Circle", T0).unwrap();
+    let mut log = vec![genesis];
+    let everyone: Vec<String> = (1..=50).map(member).collect();
+    for (n, id) in everyone.iter().enumerate().skip(1) {
+        log.push(
+            ann.add_member(id, "M", Role::Member, T0 + n as i64)
+                .unwrap(),
+        );
+    }
+    let mut held = BTreeSet::from([0u32]);
+    for week in 1..=156u32 {
+        let epoch = NewEpoch {
+            id: week,
+            generation: u64::from(week),
+            commitment: [7; 32],
+            wraps: everyone
+                .iter()
+                .skip(1)
+                .map(|m| (m.clone(), vec![9u8; 81]))
+                .collect(),
+        };
+        let now = T0 + i64::from(week) * WEEK;
+        log.push(ann.rotate(&epoch, now).unwrap());
+        held.insert(week);
+    }
+    let now = T0 + 157 * WEEK;
+    // The first plan after a change reads every epoch and wrap; later ones reuse that.
+    let mut cold = Duration::ZERO;
+    for _ in 0..5 {
+        let fresh = Circle::load(&member(2), &log).unwrap();
+        let start = Instant::now();
+        std::hint::black_box(fresh.key_plan(&held, now, WEEK));
+        cold += start.elapsed() / 5;
+    }
+    let bob = Circle::load(&member(2), &log).unwrap();
+    let plan = time(20, || bob.key_plan(&held, now, WEEK));
+    assert_eq!(bob.key_plan(&held, now, WEEK).write_epoch, Some(156));
+    eprintln!(
+        "50 members, 156 epochs of 49 wraps ({} changes): key_plan() {cold:.2?} after a \
+         change, {plan:.2?} again",
+        log.len()
+    );
+}

@@ -101,14 +101,11 @@ impl EpochKeys {
     /// commitment the document holds (a key a careless or hostile member shared under an
     /// epoch's id opens nothing but is never used to seal).
     pub fn usable(&self, circle: &Circle) -> BTreeSet<u32> {
-        let listed: BTreeMap<u32, [u8; 32]> = circle
-            .epochs()
-            .into_iter()
-            .map(|e| (e.id, e.commitment))
-            .collect();
         self.commitments
             .iter()
-            .filter(|(epoch, commitment)| **epoch == 0 || listed.get(epoch) == Some(*commitment))
+            .filter(|(epoch, commitment)| {
+                **epoch == 0 || circle.epoch_commitment(**epoch) == Some(**commitment)
+            })
             .map(|(epoch, _)| *epoch)
             .collect()
     }
