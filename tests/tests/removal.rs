@@ -2,7 +2,8 @@
 //! never receives what the others write afterwards, cannot post into the circle, cannot
 //! come back with an old invite (not even with a copy of their identity), and the invites
 //! they made stop working. Under a policy of two approvals one steward alone removes
-//! nobody. Scheduled rotation moves every member to a new key.
+//! nobody. Scheduled rotation moves every member to a new key, and a member admitted while
+//! a steward rotated gets the new key in a direct share.
 //!
 //! Every wait is on a condition with a deadline; negative checks ("Dan never sees it") are
 //! made only after the others provably received something posted later.
@@ -10,6 +11,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use kith_crypto::InviteCode;
 use kith_testkit::{Node, wait_until};
 use serde_json::Value;
 
@@ -451,6 +453,87 @@ fn scheduled_rotation_moves_every_member_to_a_new_key() -> Result<()> {
     let id = post(&ann, &marker("rotated"))?;
     wait_sees(&bob, &id)?;
     let _ = rotated;
+    Ok(())
+}
+
+/// Starts `node` listening where `addresses` say (an invite's contact), without mDNS.
+fn start_at(node: &mut Node, addresses: &[String]) -> Result<()> {
+    let mut args = vec!["--no-mdns"];
+    for address in addresses {
+        args.extend(["--listen", address.as_str()]);
+    }
+    node.start_with(&args)
+}
+
+/// Ann rotates and posts while Bob is away; then, with Ann away, Bob admits Cy, handing her
+/// only the keys he holds. Ann's post is sealed with a key Cy was never handed and no
+/// wrap in the document gives her: when Ann is back she sends it to Cy in a direct
+/// envelope (sealed for Cy by name, not with any circle key), and Cy reads the post.
+#[test]
+fn a_member_admitted_while_a_steward_rotated_gets_the_key_in_a_direct_share() -> Result<()> {
+    let mut ann = Node::init("ann")?;
+    ann.set_daemon_env("KITH_ROTATION_SECS", "3600");
+    ann.start_networked()?;
+    ann.ok(&["circle", "create", "Concurrent"])?;
+    let mut bob = Node::networked("bob")?;
+    bob.join(&ann.invite(&[])?)?;
+    let bob_id = bob.json(&["status"])?["member_id"]
+        .as_str()
+        .context("no member id")?
+        .to_string();
+    // Once Bob's addresses have reached Ann, her invites name him as a contact too
+    // (short-lived probes until then).
+    wait_until(WAIT, "an invite naming bob", || {
+        let probe = InviteCode::parse(&ann.invite(&["--ttl", "1s"]).ok()?).ok()?;
+        probe
+            .contacts()
+            .iter()
+            .any(|c| c.member.to_string() == bob_id)
+            .then_some(())
+    })?;
+    let code = ann.invite(&["--ttl", "1h"])?;
+    let parsed = InviteCode::parse(&code)?;
+    let listen = |member: &str| -> Result<Vec<String>> {
+        parsed
+            .contacts()
+            .iter()
+            .find(|c| c.member.to_string() == member)
+            .map(|c| c.addresses.clone())
+            .context("the invite does not name the member")
+    };
+    let ann_id = parsed.inviter().to_string();
+    let (ann_at, bob_at) = (listen(&ann_id)?, listen(&bob_id)?);
+    // Bob has the invite once a later post of Ann's has reached him.
+    let before = post(&ann, &marker("before"))?;
+    wait_sees(&bob, &before)?;
+    bob.stop()?;
+
+    // Ann, alone, rotates (every 2 s now) and posts with the new key.
+    ann.stop()?;
+    ann.set_daemon_env("KITH_ROTATION_SECS", "2");
+    start_at(&mut ann, &ann_at)?;
+    let first = status_circle(&ann)?["epoch"].as_u64();
+    wait_until(WAIT, "a rotation at ann", || {
+        let epoch = status_circle(&ann).ok()?["epoch"].as_u64();
+        (epoch != first).then_some(())
+    })?;
+    let secret = post(&ann, &marker("rotated"))?;
+    ann.stop()?;
+
+    // Cy joins through Bob, who has not seen Ann's new keys.
+    start_at(&mut bob, &bob_at)?;
+    let cy = Node::networked("cy")?;
+    cy.join(&code)?;
+    wait_sees(&cy, &before)?;
+    assert!(!cy.feed_ids().contains(&secret));
+
+    // Ann is back: Cy gets the key and reads the post; so does Bob.
+    start_at(&mut ann, &ann_at)?;
+    wait_sees(&cy, &secret)?;
+    wait_sees(&bob, &secret)?;
+    // And Cy's own posts reach Ann.
+    let hello = post(&cy, &marker("hello"))?;
+    wait_sees(&ann, &hello)?;
     Ok(())
 }
 

@@ -1713,10 +1713,10 @@ fn a_rotation_is_sealed_with_its_own_new_key() {
 
 /// Cat admits Nat while Ann rotates; Bob, a steward, sees both and wraps Ann's epoch for
 /// Nat, while Ann removes Bob. Bob's wrap came after his cutoff: the document does not
-/// count it, so Ann's upkeep wraps the epoch for Nat again, and `share_epoch` refuses (a
-/// wrap for Nat is there). Upkeep fails on every run from then on, and a share it wrote
-/// into the document before failing is never sent: every later change of Ann's waits for
-/// it at everyone else.
+/// count it, so Ann's upkeep wraps the epoch for Nat again. When shares were written into
+/// the document, that second wrap was refused (one was there): upkeep failed on every run
+/// from then on, and every later change of Ann's waited at everyone else for a share
+/// written before the failure and never sent.
 #[test]
 fn upkeep_survives_a_wrap_by_a_member_removed_concurrently() {
     let (ann, bob, cat) = (0, 1, 2);
