@@ -37,9 +37,10 @@ pub struct EpochView {
     pub id: u32,
     pub generation: u64,
     pub commitment: [u8; 32],
-    /// The member who made it; empty when the roster does not count them (admitted by
-    /// someone removed concurrently). Such an epoch is listed all the same: members who
-    /// applied its change depend on it, so every member must be able to get its key.
+    /// The member who made it, counted or not (admitted by someone removed concurrently);
+    /// empty if no roster entry names them. An epoch its maker's standing does not count
+    /// is listed all the same: members who applied its change depend on it, so every
+    /// member must be able to get its key.
     pub creator: String,
     pub created_at: i64,
     /// How many removals the roster held when it was made, its own included.
@@ -142,11 +143,18 @@ pub(crate) struct KeyCache {
 
 /// Members (current and former) by automerge actor: their id, and their cutoff if removed.
 struct Writers {
-    by_actor: HashMap<[u8; 16], (String, Option<u64>)>,
+    by_actor: HashMap<[u8; 16], (String, Standing)>,
+}
+
+/// Whether a roster entry's writes count: up to a removal's cutoff, or not at all.
+#[derive(Clone, Copy)]
+enum Standing {
+    Counts { cutoff: Option<u64> },
+    NotCounted,
 }
 
 impl Writers {
-    fn lookup(&self, obj: &ObjId) -> Option<(u64, &(String, Option<u64>))> {
+    fn lookup(&self, obj: &ObjId) -> Option<(u64, &(String, Standing))> {
         let ObjId::Id(counter, actor, _) = obj else {
             return None;
         };
@@ -154,8 +162,8 @@ impl Writers {
         self.by_actor.get(&actor).map(|w| (*counter, w))
     }
 
-    /// The member (removed or not) whose op made `obj`: keys a removed member wrapped
-    /// before anyone knew still open what was sealed with them.
+    /// The member (removed, or on no roster that counts) whose op made `obj`: keys a
+    /// removed member wrapped before anyone knew still open what was sealed with them.
     fn any(&self, obj: &ObjId) -> Option<String> {
         self.lookup(obj).map(|(_, (id, _))| id.clone())
     }
@@ -164,8 +172,17 @@ impl Writers {
     /// to their cutoff only).
     fn counted(&self, obj: &ObjId) -> Option<String> {
         match self.lookup(obj)? {
-            (counter, (_, Some(cutoff))) if counter > *cutoff => None,
-            (_, (id, _)) => Some(id.clone()),
+            (_, (_, Standing::NotCounted)) => None,
+            (
+                counter,
+                (
+                    _,
+                    Standing::Counts {
+                        cutoff: Some(cutoff),
+                    },
+                ),
+            ) if counter > *cutoff => None,
+            (_, (id, Standing::Counts { .. })) => Some(id.clone()),
         }
     }
 }
@@ -293,7 +310,7 @@ impl Circle {
 
     /// The epochs the document holds, by id. Epochs a removed member made after their
     /// cutoff (or someone the roster does not count made) are listed as not counted;
-    /// wraps by someone on no roster, and malformed epochs, are left out.
+    /// wraps by someone with no roster entry, and malformed epochs, are left out.
     pub fn epochs(&self) -> Vec<EpochView> {
         self.key_cache().epochs.clone()
     }
@@ -391,16 +408,29 @@ impl Circle {
     /// approval asks (decoding each member id per question cost ~40 ms for a key plan over
     /// three years of weekly epochs in a circle of 50).
     fn writers(&self) -> Writers {
-        let by_actor = self
+        let mut by_actor: HashMap<[u8; 16], (String, Standing)> = self
             .feed
             .members()
             .iter()
             .chain(self.feed.former())
             .filter_map(|m| {
                 let actor = actor_for_member(&m.id).ok()?;
-                Some((actor, (m.id.clone(), m.removed.map(|r| r.cutoff))))
+                let cutoff = m.removed.map(|r| r.cutoff);
+                Some((actor, (m.id.clone(), Standing::Counts { cutoff })))
             })
             .collect();
+        // Entries the roster does not count (written by someone removed concurrently):
+        // their wraps still open (a member who applied them may depend on them), though
+        // nothing they write counts.
+        if let Some(roster) = self.root_map(MEMBERS) {
+            for entry in self.doc.map_range(&roster, ..) {
+                if let Ok(actor) = actor_for_member(&entry.key) {
+                    by_actor
+                        .entry(actor)
+                        .or_insert_with(|| (entry.key.to_string(), Standing::NotCounted));
+                }
+            }
+        }
         Writers { by_actor }
     }
 

@@ -2214,3 +2214,52 @@ fn invites_wait_for_a_second_stewards_approval() {
     w.share(&[admission]);
     assert!(w.c.iter().all(|c| c.rejected_count() == 0));
 }
+
+/// Ann removes Bob, a steward, while Bob (not knowing) admits Fay with his invite; Fay then
+/// makes an epoch for Cat. Bob wrote Fay's entry after his cutoff, so the roster does not
+/// count her and nothing she writes counts. Her epoch is listed all the same (not counted,
+/// with her as its maker), and her wrap for Cat is there for Cat to open: a member who
+/// applied her change depends on it (a simulated seed left Cat without the key before).
+#[test]
+fn an_epoch_by_a_member_the_roster_does_not_count_is_listed_with_its_wraps() {
+    let mut w = world();
+    let invite = w.c[BOB]
+        .create_invite(&inv(1), [1; 32], T0 + DAY, 3, T0 + 10)
+        .unwrap();
+    w.share(&[invite]);
+    let base = w.log.clone();
+    let removal = done(w.c[ANN].remove_member(
+        &who(BOB),
+        &epoch(20, 1, &ids(&[ANN, CAT, DAN, EVE])),
+        iid(90).as_str(),
+        T0 + 20,
+    ));
+    let admission = w.c[BOB]
+        .admit(&fay(), "Fay", &inv(1), &[0], T0 + 20)
+        .unwrap();
+    let mut fays = Circle::load(&fay(), &[base.clone(), vec![admission.clone()]].concat()).unwrap();
+    let rotation = fays.rotate(&epoch(30, 1, &[who(CAT)]), T0 + 21).unwrap();
+    let cat = converge(&base, &[removal, admission, rotation], &ids(&[CAT]));
+    assert!(
+        !member_ids(&cat.members()).contains(&fay()),
+        "Fay does not count"
+    );
+    let view = cat
+        .epochs()
+        .into_iter()
+        .find(|e| e.id == 30)
+        .expect("Fay's epoch is listed");
+    assert!(!view.counted);
+    assert_eq!(view.creator, fay());
+    assert_eq!(view.wraps.len(), 1);
+    assert_eq!(
+        (
+            view.wraps[0].recipient.clone(),
+            view.wraps[0].sender.clone()
+        ),
+        (who(CAT), fay())
+    );
+    let plan = cat.key_plan(&held(&[0, 20]), T0 + 22, WEEK);
+    assert_eq!(plan.write_epoch, Some(20), "nobody writes with Fay's epoch");
+    assert_eq!(plan.to_open, vec![(30, fay(), wrapped(30), commitment(30))]);
+}
