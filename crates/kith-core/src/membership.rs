@@ -404,6 +404,16 @@ impl Circle {
         out
     }
 
+    /// The current stewards' member ids.
+    fn steward_ids(&self) -> BTreeSet<&str> {
+        self.feed
+            .members()
+            .iter()
+            .filter(|m| m.role == Role::Steward)
+            .map(|m| m.id.as_str())
+            .collect()
+    }
+
     /// Who wrote what, looked up by actor: built once per read, since every wrap and
     /// approval asks (decoding each member id per question cost ~40 ms for a key plan over
     /// three years of weekly epochs in a circle of 50).
@@ -577,13 +587,7 @@ impl Circle {
             plan.holders = holders.clone();
             return plan;
         }
-        let stewards: BTreeSet<&str> = self
-            .feed
-            .members()
-            .iter()
-            .filter(|m| m.role == Role::Steward)
-            .map(|m| m.id.as_str())
-            .collect();
+        let stewards = self.steward_ids();
         let current: BTreeSet<&str> = self.feed.members().iter().map(|m| m.id.as_str()).collect();
         for epoch in epochs {
             if !held.contains(&epoch.id) {
@@ -734,13 +738,7 @@ impl Circle {
         let Some(map) = self.root_map(PROPOSALS) else {
             return Vec::new();
         };
-        let stewards: BTreeSet<&str> = self
-            .feed
-            .members()
-            .iter()
-            .filter(|m| m.role == Role::Steward)
-            .map(|m| m.id.as_str())
-            .collect();
+        let stewards = self.steward_ids();
         let writers = self.writers();
         let mut out = Vec::new();
         for entry in self.doc.map_range(&map, ..) {

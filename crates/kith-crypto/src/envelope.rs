@@ -66,6 +66,27 @@ pub struct EnvelopeHeader {
 }
 
 impl EnvelopeHeader {
+    /// `identity`'s header at this chain position, with a random nonce.
+    fn fresh<R: CryptoRng + ?Sized>(
+        identity: &DeviceIdentity,
+        circle: CircleId,
+        seq: u64,
+        prev: Hash,
+        epoch: u32,
+        rng: &mut R,
+    ) -> EnvelopeHeader {
+        let mut nonce = [0u8; 24];
+        rng.fill_bytes(&mut nonce);
+        EnvelopeHeader {
+            circle,
+            author: identity.member_id(),
+            seq,
+            prev,
+            epoch,
+            nonce,
+        }
+    }
+
     /// The header's canonical bytes: the AEAD associated data.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(128);
@@ -115,16 +136,7 @@ impl Envelope {
         plaintext: &[u8],
         rng: &mut R,
     ) -> Result<Envelope, CryptoError> {
-        let mut nonce = [0u8; 24];
-        rng.fill_bytes(&mut nonce);
-        let header = EnvelopeHeader {
-            circle,
-            author: identity.member_id(),
-            seq,
-            prev,
-            epoch,
-            nonce,
-        };
+        let header = EnvelopeHeader::fresh(identity, circle, seq, prev, epoch, rng);
         Self::seal_header(identity, key, header, plaintext)
     }
 
@@ -175,16 +187,7 @@ impl Envelope {
         rng: &mut R,
     ) -> Result<Envelope, CryptoError> {
         check_chain_position(seq, &prev)?;
-        let mut nonce = [0u8; 24];
-        rng.fill_bytes(&mut nonce);
-        let header = EnvelopeHeader {
-            circle,
-            author: identity.member_id(),
-            seq,
-            prev,
-            epoch: DIRECT_EPOCH,
-            nonce,
-        };
+        let header = EnvelopeHeader::fresh(identity, circle, seq, prev, DIRECT_EPOCH, rng);
         let label = direct_label(&header);
         let (_, slots, body) = seal_item(identity, readers, &circle, &label, plaintext, rng)?;
         let count =
