@@ -750,9 +750,8 @@ impl Node {
         self.seal_outcome_with(index, epoch, change, answer, event)
     }
 
-    /// [`Node::seal_outcome`] with the epoch given: a removal is sealed with the key from
-    /// before it, which the remaining members hold; changes about keys with a key their
-    /// readers hold.
+    /// [`Node::seal_outcome`] with the epoch given: a removal is sealed with a key from
+    /// before it that the remaining members hold (`KeyPlan::common_epoch`).
     pub(crate) fn seal_outcome_with(
         &mut self,
         index: usize,

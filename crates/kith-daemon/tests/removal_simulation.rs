@@ -6,7 +6,8 @@
 //! period so that upkeep rotates, and envelopes reach members one at a time in random
 //! order while some members are cut off for a while. Members are modelled as the daemon
 //! runs them: every local change is sealed with `EpochKeys::write_epoch`, an envelope whose
-//! key a member lacks waits ("locked") until upkeep teaches it the key, upkeep runs after
+//! key a member lacks waits ("locked") until upkeep teaches it the key, key shares come in
+//! direct envelopes that open with the recipient's identity (or never), upkeep runs after
 //! every apply, and a newcomer starts with its admitter's keys and whole history. Removed
 //! members keep running: they learn of their removal only when it reaches them.
 //!
@@ -16,9 +17,13 @@
 //!    all write with the same epoch.
 //! 2. The oracle: a removed member, even handed every envelope and every change (as if
 //!    through any path), holds no key of an envelope whose writer had already applied the
-//!    removal, and no key it holds opens one.
+//!    removal, no key it holds opens one, and no direct envelope opens for it. Key changes
+//!    included: nothing is exempt.
 //! 3. Entitlement: every current member can open every envelope a current member sealed
 //!    with epoch 0 or an epoch the document lists.
+//!
+//! A member left without a key fails 1 or 3; the seed counts as a known limit instead
+//! only when no current member holds that key (every holder was removed).
 //!
 //! "Current" means on the whole document's roster: a newcomer admitted by a member who was
 //! removed concurrently is on none (its admitter's entry write came after the cutoff).
