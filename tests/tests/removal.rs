@@ -522,7 +522,7 @@ fn a_member_admitted_while_a_steward_rotated_gets_the_key_in_a_direct_share() ->
 
     // Cy joins through Bob, who has not seen Ann's new keys.
     start_at(&mut bob, &bob_at)?;
-    let cy = Node::networked("cy")?;
+    let mut cy = Node::networked("cy")?;
     cy.join(&code)?;
     wait_sees(&cy, &before)?;
     assert!(!cy.feed_ids().contains(&secret));
@@ -534,6 +534,12 @@ fn a_member_admitted_while_a_steward_rotated_gets_the_key_in_a_direct_share() ->
     // And Cy's own posts reach Ann.
     let hello = post(&cy, &marker("hello"))?;
     wait_sees(&ann, &hello)?;
+    // After a restart, alone, Cy still reads the post (its keys and the share are stored).
+    ann.stop()?;
+    bob.stop()?;
+    cy.stop()?;
+    cy.start()?;
+    assert!(cy.feed_ids().contains(&secret), "cy lost the shared key");
     Ok(())
 }
 

@@ -147,16 +147,22 @@ impl Node {
             doc.set_keyring(CircleKeyring::shared(&identity, record.id));
             // Keys arrive inside the circle (a rotation's wraps): open what the keys held
             // allow, learn the keys that reveals, and go on until nothing more opens.
-            // Direct envelopes (key shares) open with this member's identity, or never.
-            let mut locked = envelopes;
+            // Direct envelopes (key shares) open with this member's identity, or never. The
+            // keys they carried were stored when they came, so they are opened (a trial
+            // decryption per key slot) only if something still waits for a key.
+            let (mut shares, mut locked): (Vec<Envelope>, Vec<Envelope>) =
+                envelopes.into_iter().partition(Envelope::is_direct);
             let before = keys.len();
             loop {
-                let (open, still): (Vec<Envelope>, Vec<Envelope>) = locked
+                let (mut open, still): (Vec<Envelope>, Vec<Envelope>) = locked
                     .into_iter()
-                    .partition(|e| e.is_direct() || keys.get(e.header.epoch).is_some());
+                    .partition(|e| keys.get(e.header.epoch).is_some());
                 locked = still;
                 if open.is_empty() {
-                    break;
+                    if locked.is_empty() || shares.is_empty() {
+                        break;
+                    }
+                    open = std::mem::take(&mut shares);
                 }
                 let mut changes = Vec::with_capacity(open.len());
                 for envelope in &open {
