@@ -156,13 +156,7 @@ impl Envelope {
             });
         }
         let ciphertext = seal_with_nonce(&key.0, &header.nonce, &header.encode(), plaintext);
-        let mut envelope = Envelope {
-            header,
-            ciphertext,
-            signature: [0; 64],
-        };
-        envelope.signature = identity.sign(&envelope.signed_message());
-        Ok(envelope)
+        Ok(Envelope::signed(identity, header, ciphertext))
     }
 
     /// Seals `plaintext` for `readers` by name instead of with a circle key: for what must
@@ -202,13 +196,18 @@ impl Envelope {
                 reason: "too long for one envelope",
             });
         }
+        Ok(Envelope::signed(identity, header, ciphertext))
+    }
+
+    /// The envelope of `header` and `ciphertext`, signed by `identity`.
+    fn signed(identity: &DeviceIdentity, header: EnvelopeHeader, ciphertext: Vec<u8>) -> Envelope {
         let mut envelope = Envelope {
             header,
             ciphertext,
             signature: [0; 64],
         };
         envelope.signature = identity.sign(&envelope.signed_message());
-        Ok(envelope)
+        envelope
     }
 
     /// Whether this envelope was sealed for named readers ([`Envelope::seal_direct`]).

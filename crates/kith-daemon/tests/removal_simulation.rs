@@ -268,6 +268,14 @@ impl View {
 }
 
 impl Sim {
+    /// The failed checks whose name starts with `prefix`.
+    fn failures_of(&self, prefix: &str) -> Vec<&Failure> {
+        self.failures
+            .iter()
+            .filter(|f| f.check.starts_with(prefix))
+            .collect()
+    }
+
     /// A circle founded by member 0, who holds epoch 0.
     fn new(seed: u64) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -1676,11 +1684,7 @@ fn a_removed_member_opens_nothing_written_after_its_removal() {
     sim.remove_by(ann, cat);
     sim.admit_by(bob).expect("Bob admits Nat");
     sim.finish();
-    let oracle: Vec<&Failure> = sim
-        .failures
-        .iter()
-        .filter(|f| f.check.starts_with("oracle"))
-        .collect();
+    let oracle = sim.failures_of("oracle");
     assert!(oracle.is_empty(), "{oracle:#?}");
 }
 
@@ -1720,11 +1724,7 @@ fn a_rotation_is_sealed_with_its_own_new_key() {
         sim.members[bob].keys.get(epoch).is_some(),
         "Bob gets the key"
     );
-    let oracle: Vec<&Failure> = sim
-        .failures
-        .iter()
-        .filter(|f| f.check.starts_with("oracle"))
-        .collect();
+    let oracle = sim.failures_of("oracle");
     assert!(oracle.is_empty(), "{oracle:#?}");
 }
 
@@ -1755,11 +1755,7 @@ fn upkeep_survives_a_wrap_by_a_member_removed_concurrently() {
     sim.everything_to(ann);
     let post = sim.post(ann).expect("Ann posts");
     sim.settle();
-    let failures: Vec<&Failure> = sim
-        .failures
-        .iter()
-        .filter(|f| f.check == "upkeep fails")
-        .collect();
+    let failures = sim.failures_of("upkeep fails");
     let seen = sim.members[cat].circle.items().len() == sim.members[ann].circle.items().len();
     assert!(
         failures.is_empty() && seen,
